@@ -1,0 +1,37 @@
+"""The `caxton` and `kubectl caxton` command lines: one parser, two front doors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from caxton_cli import local
+from caxton_cli.output import CommandError
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Operate Caxton clusters.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    local.register(sub)
+    return parser
+
+
+def run(argv: list[str], prog: str) -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except CommandError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:], "caxton"))
+
+
+def kubectl_main() -> None:
+    sys.exit(run(sys.argv[1:], "kubectl caxton"))

@@ -1,0 +1,126 @@
+"""A small dict-in, dict-out Kubernetes REST client.
+
+The process kubelet and the tests work on raw API objects (what `kubectl get -o
+json` shows) rather than generated model classes; this wraps httpx with the
+credentials of a kubeconfig or of the pod's service account.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+Obj = dict[str, Any]
+
+
+class KubeError(RuntimeError):
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
+        super().__init__(f"{status} {reason}: {message}" if reason else f"{status}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class Kube:
+    """One connection pool to one API server; safe to share between threads."""
+
+    def __init__(self, kubeconfig: Path | str | None = None, *, timeout: float = 30.0) -> None:
+        cfg = k8s_client.Configuration()
+        if kubeconfig is None and Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists():
+            k8s_config.load_incluster_config(client_configuration=cfg)
+        else:
+            k8s_config.load_kube_config(
+                config_file=str(kubeconfig) if kubeconfig else None, client_configuration=cfg
+            )
+        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.ssl_ca_cert else (
+            ssl.create_default_context()
+        )
+        if cfg.cert_file:
+            ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+        if not cfg.verify_ssl:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        headers = {"Accept": "application/json"}
+        token = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")
+        if token:
+            headers["Authorization"] = token if token.startswith("Bearer ") else f"Bearer {token}"
+        self.server = cfg.host.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.server, verify=ctx, headers=headers, timeout=timeout,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _check(self, resp: httpx.Response) -> Obj:
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+                raise KubeError(resp.status_code, body.get("message", resp.text), body.get("reason", ""))
+            except (json.JSONDecodeError, AttributeError):
+                raise KubeError(resp.status_code, resp.text) from None
+        if not resp.content:
+            return {}
+        result: Obj = resp.json()
+        return result
+
+    def get(self, path: str, **params: Any) -> Obj:
+        return self._check(self._http.get(path, params=params))
+
+    def get_or_none(self, path: str, **params: Any) -> Obj | None:
+        try:
+            return self.get(path, **params)
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def create(self, path: str, body: Obj) -> Obj:
+        return self._check(self._http.post(path, json=body))
+
+    def patch(self, path: str, body: Obj | list[Obj], *, kind: str = "merge") -> Obj:
+        content_type = {
+            "merge": "application/merge-patch+json",
+            "strategic": "application/strategic-merge-patch+json",
+            "json": "application/json-patch+json",
+        }[kind]
+        return self._check(self._http.patch(
+            path, content=json.dumps(body), headers={"Content-Type": content_type}
+        ))
+
+    def put(self, path: str, body: Obj) -> Obj:
+        return self._check(self._http.put(path, json=body))
+
+    def delete(self, path: str, body: Obj | None = None) -> Obj | None:
+        resp = self._http.request("DELETE", path, json=body)
+        if resp.status_code == 404:
+            return None
+        return self._check(resp)
+
+    def raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self._http.request(method, path, **kwargs)
+
+    def watch(self, path: str, *, resource_version: str = "", timeout_seconds: int = 60,
+              **params: Any) -> Iterator[Obj]:
+        """Yields watch events until the server closes the stream (bounded by timeout)."""
+        query = {"watch": "true", "timeoutSeconds": timeout_seconds, **params}
+        if resource_version:
+            query["resourceVersion"] = resource_version
+            query["allowWatchBookmarks"] = "true"
+        with self._http.stream(
+            "GET", path, params=query, timeout=httpx.Timeout(10.0, read=timeout_seconds + 10)
+        ) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                self._check(resp)
+            for line in resp.iter_lines():
+                if line:
+                    yield json.loads(line)

@@ -1,0 +1,1 @@
+"""The Caxton Kopf operator (CaxtonCluster, CaxtonUpgrade, CaxtonAgent)."""

@@ -1,0 +1,32 @@
+"""Session-wide fixtures: one Kubernetes cluster for every test that needs one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.cluster import ClusterUnderTest, start_cluster, stop_cluster, temporary_namespace
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterUnderTest]:
+    started = start_cluster(Path(tmp_path_factory.mktemp("cluster")))
+    try:
+        yield started
+    finally:
+        stop_cluster(started)
+
+
+@pytest.fixture
+def process_cluster(cluster: ClusterUnderTest) -> ClusterUnderTest:
+    """The cluster, when its pods are run by our process kubelet (skips otherwise)."""
+    if not cluster.has_process_kubelet:
+        pytest.skip("needs the process kubelet of the local control plane (KUBECONFIG points elsewhere)")
+    return cluster
+
+
+@pytest.fixture
+def namespace(cluster: ClusterUnderTest) -> Iterator[str]:
+    yield from temporary_namespace(cluster)
