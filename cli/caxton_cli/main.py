@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from caxton_cli import local
+from caxton_cli import local, node_commands, server
 from caxton_cli.output import CommandError
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Operate Caxton clusters.")
     sub = parser.add_subparsers(dest="command", required=True)
+    server.register(sub)
+    node_commands.register(sub)
     local.register(sub)
     return parser
 

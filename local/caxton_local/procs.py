@@ -13,6 +13,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from caxton_node.system import rss_bytes
+
+__all__ = ["read_pidfile", "rss_bytes", "start_daemon", "stop_group", "stop_pidfile", "write_pidfile"]
+
 
 def _start_ticks(pid: int) -> int | None:
     try:
@@ -24,16 +28,6 @@ def _start_ticks(pid: int) -> int | None:
     if fields[0] == "Z":
         return None
     return int(fields[19])
-
-
-def rss_bytes(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def write_pidfile(path: Path, pid: int) -> None:

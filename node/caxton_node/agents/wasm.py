@@ -1,0 +1,319 @@
+"""Wasm agents on wasmtime: one Engine per node, one Store per agent.
+
+Limits are hard: a per-message deadline through epoch interruption (a ticker
+thread advances the epoch; Wasm calls release the GIL so it keeps ticking), an
+optional fuel budget per message, and a memory cap through store limits. Memory
+reservations are kept small so ten thousand agents fit in virtual memory.
+Compiled modules are cached on disk keyed by wasmtime version and module sha256:
+deserializing is ~40x cheaper than compiling.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import wasmtime
+from wasmtime import _ffi as ffi  # the native call below needs the raw bindings
+
+log = logging.getLogger("caxton.agents")
+
+WASMTIME_VERSION = version("wasmtime")
+ABI_MODULE = "caxton"
+HOST_IMPORTS = {"send_message", "log", "now_ms"}
+WASI_MODULE = "wasi_snapshot_preview1"
+REQUIRED_EXPORTS = ("memory", "caxton_alloc", "handle_message")
+EPOCH_TICK = 0.001  # seconds per epoch tick: deadlines have millisecond resolution
+
+
+class AgentError(RuntimeError):
+    """A module was refused or an agent failed; `code` is the API error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_bytes: int
+    deadline_seconds: float
+    fuel: int | None = None
+
+
+@dataclass
+class HostCalls:
+    """What the host imports do; the router supplies these for each agent."""
+
+    send: Callable[[bytes], int]
+    log: Callable[[int, str], None]
+
+
+class _Current(threading.local):
+    host: HostCalls | None = None
+    memory: wasmtime.Memory | None = None
+
+
+class WasmEngine:
+    """The node's wasmtime Engine, its epoch ticker, linker and module cache."""
+
+    def __init__(self, cache_dir: Path, *, max_message_bytes: int) -> None:
+        config = wasmtime.Config()
+        config.epoch_interruption = True
+        config.consume_fuel = True
+        config.memory_reservation = 1 << 20
+        config.memory_guard_size = 1 << 16
+        config.memory_reservation_for_growth = 1 << 16
+        config.parallel_compilation = False
+        self.engine = wasmtime.Engine(config)
+        self.cache_dir = cache_dir
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.max_message_bytes = max_message_bytes
+        self._current = _Current()
+        self._pre: dict[str, wasmtime.InstancePre] = {}
+        self._lock = threading.Lock()
+        self.linker = wasmtime.Linker(self.engine)
+        self.linker.define_wasi()
+        self._define_host_functions()
+        self._stopped = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="wasm-epoch", daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stopped.wait(EPOCH_TICK):
+            self.engine.increment_epoch()
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._ticker.join(timeout=1)
+
+    # -- host functions ---------------------------------------------------------
+
+    def _read(self, caller: wasmtime.Caller, ptr: int, length: int) -> bytes:
+        memory = self._current.memory
+        if memory is None or ptr < 0 or length < 0 or ptr + length > memory.data_len(caller):
+            raise ValueError("pointer outside the agent's memory")
+        return bytes(memory.read(caller, ptr, ptr + length))
+
+    def _define_host_functions(self) -> None:
+        i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
+        current = self._current
+        max_bytes = self.max_message_bytes
+
+        def send_message(caller: wasmtime.Caller, ptr: int, length: int) -> int:
+            host = current.host
+            if host is None:
+                return -4
+            if length > max_bytes:
+                host.log(3, f"send_message refused: {length} bytes exceeds the {max_bytes}-byte limit")
+                return -1
+            try:
+                data = self._read(caller, ptr, length)
+            except ValueError:
+                return -2
+            return host.send(data)
+
+        def log_message(caller: wasmtime.Caller, level: int, ptr: int, length: int) -> None:
+            host = current.host
+            if host is not None:
+                try:
+                    text = self._read(caller, ptr, min(length, 4096)).decode(errors="replace")
+                except ValueError:
+                    text = "<log pointer outside memory>"
+                host.log(level, text)
+
+        def now_ms() -> int:
+            return int(time.time() * 1000)
+
+        self.linker.define_func(ABI_MODULE, "send_message", wasmtime.FuncType([i32, i32], [i32]),
+                                send_message, access_caller=True)
+        self.linker.define_func(ABI_MODULE, "log", wasmtime.FuncType([i32, i32, i32], []),
+                                log_message, access_caller=True)
+        self.linker.define_func(ABI_MODULE, "now_ms", wasmtime.FuncType([], [i64]), now_ms)
+
+    # -- modules ------------------------------------------------------------------
+
+    def load(self, wasm: bytes) -> tuple[str, wasmtime.InstancePre]:
+        """Validates and compiles (or loads from cache) a module; returns (sha256, pre-instance)."""
+        sha = hashlib.sha256(wasm).hexdigest()
+        with self._lock:
+            if sha in self._pre:
+                return sha, self._pre[sha]
+        cached = self.cache_dir / f"{WASMTIME_VERSION}-{sha}.cwasm"
+        module: wasmtime.Module | None = None
+        if cached.exists():
+            try:
+                module = wasmtime.Module.deserialize_file(self.engine, str(cached))
+            except wasmtime.WasmtimeError:
+                cached.unlink(missing_ok=True)
+        if module is None:
+            try:
+                module = wasmtime.Module(self.engine, wasm)
+            except wasmtime.WasmtimeError as err:
+                raise AgentError("invalid_module", f"not a valid Wasm module: {_first_line(err)}") from None
+            check_abi(module)
+            tmp = cached.with_suffix(".tmp")
+            tmp.write_bytes(module.serialize())
+            tmp.replace(cached)
+        check_abi(module)
+        pre = self.linker.instantiate_pre(module)
+        with self._lock:
+            self._pre[sha] = pre
+        return sha, pre
+
+    def instantiate(self, pre: wasmtime.InstancePre, limits: Limits, host: HostCalls) -> AgentInstance:
+        return AgentInstance(self, pre, limits, host)
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def check_abi(module: wasmtime.Module) -> None:
+    """Refuses modules that import anything but the Caxton host calls and WASI."""
+    for imp in module.imports:
+        if imp.module == ABI_MODULE and imp.name in HOST_IMPORTS:
+            continue
+        if imp.module == WASI_MODULE:
+            continue
+        raise AgentError(
+            "forbidden_import",
+            f"module imports {imp.module}.{imp.name}, which agents may not use "
+            f"(allowed: {ABI_MODULE}.{{{', '.join(sorted(HOST_IMPORTS))}}} and {WASI_MODULE})",
+        )
+    exports = {exp.name for exp in module.exports}
+    missing = [name for name in REQUIRED_EXPORTS if name not in exports]
+    if missing:
+        raise AgentError("missing_export", f"module does not export {', '.join(missing)} (see docs/agent-abi.md)")
+
+
+class _NativeCall:
+    """Calls an (i32...) -> i32 export through wasmtime's unchecked native call.
+
+    The generic `Func.__call__` spends ~90% of its time converting values in
+    Python; here the argument/result buffer is allocated once and reused.
+    """
+
+    def __init__(self, store: wasmtime.Store, func: wasmtime.Func, params: int) -> None:
+        self._store = store
+        self._func = func
+        self._buf = (ffi.wasmtime_val_raw_t * max(params, 1))()
+
+    def __call__(self, *args: int) -> int:
+        buf = self._buf
+        for i, value in enumerate(args):
+            buf[i].i32 = value
+        trap = ctypes.POINTER(ffi.wasm_trap_t)()
+        error = ffi.wasmtime_func_call_unchecked(
+            self._store._context(), ctypes.byref(self._func._func), buf, len(buf), ctypes.byref(trap)
+        )
+        if error:
+            raise wasmtime.WasmtimeError._from_ptr(error)
+        if trap:
+            raise wasmtime.Trap._from_ptr(trap)
+        return int(buf[0].i32)
+
+
+class AgentInstance:
+    """One agent's Store and instance; `handle` runs one message under its limits."""
+
+    def __init__(self, engine: WasmEngine, pre: wasmtime.InstancePre, limits: Limits, host: HostCalls) -> None:
+        self.engine = engine
+        self.limits = limits
+        self.host = host
+        self.store = wasmtime.Store(engine.engine)
+        self.store.set_limits(memory_size=limits.memory_bytes, instances=2, tables=4, memories=1)
+        self.store.set_wasi(wasmtime.WasiConfig())
+        self._deadline_ticks = max(1, round(limits.deadline_seconds / EPOCH_TICK))
+        self._arm()
+        try:
+            self.instance = pre.instantiate(self.store)
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
+            self.close()
+            raise AgentError("init_failed", f"agent cannot start: {describe_trap(err)}") from None
+        exports = self.instance.exports(self.store)
+        memory = exports["memory"]
+        alloc, handle = exports["caxton_alloc"], exports["handle_message"]
+        if not isinstance(memory, wasmtime.Memory) or not isinstance(alloc, wasmtime.Func) \
+                or not isinstance(handle, wasmtime.Func):
+            self.close()
+            raise AgentError("missing_export", "memory, caxton_alloc or handle_message has the wrong kind")
+        self.memory = memory
+        if not (_signature(alloc, self.store, 1) and _signature(handle, self.store, 2)):
+            self.close()
+            raise AgentError("bad_signature", "caxton_alloc must be (i32) -> i32 and handle_message "
+                             "(i32, i32) -> i32 (see docs/agent-abi.md)")
+        self._alloc = _NativeCall(self.store, alloc, 1)
+        self._handle = _NativeCall(self.store, handle, 2)
+        for name in ("_initialize", "agent_init"):
+            func = exports.get(name)
+            if isinstance(func, wasmtime.Func):
+                self._call_plain(func)
+
+    def _arm(self) -> None:
+        self.store.set_epoch_deadline(self._deadline_ticks)
+        self.store.set_fuel(self.limits.fuel if self.limits.fuel is not None else 2**63 - 1)
+
+    def _enter(self) -> None:
+        current = self.engine._current
+        current.host = self.host
+        current.memory = getattr(self, "memory", None)
+
+    def _call_plain(self, func: wasmtime.Func) -> None:
+        self._arm()
+        self._enter()
+        try:
+            func(self.store)
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
+            raise AgentError("init_failed", f"agent_init trapped: {describe_trap(err)}") from None
+
+    def handle(self, message: bytes) -> int:
+        """Delivers one encoded message; raises wasmtime.Trap on deadline, fuel or fault."""
+        self._arm()
+        self._enter()
+        n = len(message)
+        ptr = self._alloc(n)
+        if ptr <= 0 or ptr + n > self.memory.data_len(self.store):
+            raise AgentError("alloc_failed", f"caxton_alloc({n}) returned an invalid pointer {ptr}")
+        self.memory.write(self.store, message, ptr)
+        return self._handle(ptr, n)
+
+    def memory_bytes(self) -> int:
+        return int(self.memory.data_len(self.store))
+
+    def shutdown(self) -> None:
+        func = self.instance.exports(self.store).get("agent_shutdown")
+        if isinstance(func, wasmtime.Func):
+            try:
+                self._call_plain(func)
+            except AgentError as err:
+                log.warning("agent_shutdown failed: %s", err)
+        self.close()
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _signature(func: wasmtime.Func, store: wasmtime.Store, params: int) -> bool:
+    """True if `func` is (i32 x params) -> i32, the shape the native call handles."""
+    ty = func.type(store)
+    i32 = wasmtime.ValType.i32()
+    return len(ty.params) == params and all(p == i32 for p in ty.params) and list(ty.results) == [i32]
+
+
+def describe_trap(err: wasmtime.Trap | wasmtime.WasmtimeError) -> str:
+    code = getattr(err, "trap_code", None)
+    if code == wasmtime.TrapCode.INTERRUPT:
+        return "deadline exceeded"
+    if code == wasmtime.TrapCode.OUT_OF_FUEL:
+        return "fuel exhausted"
+    if code is not None:
+        return f"{code.name.lower().replace('_', ' ')}: {_first_line(err)}"
+    return _first_line(err)

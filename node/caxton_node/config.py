@@ -1,0 +1,156 @@
+"""The node configuration file: the runbook's YAML keys as a strict pydantic model.
+
+Unknown keys and bad values are rejected with the dotted path of the key, so a
+typo in `coordination.cluster.gossip_intervall` fails at start-up, not later.
+Durations are written like the runbook (`200ms`, `1s`, `5m`) and held as seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_SIZE = re.compile(r"^\s*(\d+)\s*(Ki|Mi|Gi|K|M|G|B)?\s*$")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names each offending key."""
+
+
+def parse_duration(value: Any) -> float:
+    """'200ms' -> 0.2; plain numbers are seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 200ms, 1s, 5m)")
+    number, unit = float(match.group(1)), match.group(2) or "s"
+    return number * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+
+
+def parse_size(value: Any) -> int:
+    """'16Mi' -> 16777216; plain numbers are bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError(f"not a size: {value!r} (use e.g. 16Mi, 1Gi, 65536)")
+    factor = {"B": 1, "K": 1000, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    return int(match.group(1)) * factor[match.group(2) or "B"]
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClusterConfig(Strict):
+    bind_addr: str = "0.0.0.0:7946"
+    advertise_addr: str = ""
+    seeds: list[str] = Field(default_factory=list)
+    bootstrap_expect: int = Field(default=1, ge=1)
+    gossip_interval: Duration = 0.2
+    gossip_fanout: int = Field(default=3, ge=1)
+    probe_interval: Duration = 1.0
+    probe_timeout: Duration = 0.5
+    suspicion_multiplier: int = Field(default=4, ge=1)
+
+
+class PartitionConfig(Strict):
+    detection_timeout: Duration = 5.0
+    quorum_size: int | None = Field(default=None, ge=1)
+    queue_writes: bool = True
+
+
+class CoordinationConfig(Strict):
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    partition: PartitionConfig = Field(default_factory=PartitionConfig)
+
+
+class MtlsConfig(Strict):
+    enabled: bool = False
+    ca_cert: Path | None = None
+    node_cert: Path | None = None
+    node_key: Path | None = None
+
+
+class ClusterSecurityConfig(Strict):
+    mtls: MtlsConfig = Field(default_factory=MtlsConfig)
+    gossip_key_file: Path | None = None
+
+
+class ApiSecurityConfig(Strict):
+    # Bearer token for the HTTP API; without a file the API refuses every call.
+    token_file: Path | None = None
+
+
+class SecurityConfig(Strict):
+    cluster: ClusterSecurityConfig = Field(default_factory=ClusterSecurityConfig)
+    api: ApiSecurityConfig = Field(default_factory=ApiSecurityConfig)
+
+
+class AgentDefaults(Strict):
+    memory: Size = 16 * 2**20
+    fuel: int | None = Field(default=None, ge=1)
+    deadline: Duration = 0.01
+    queue_capacity: int = Field(default=1024, ge=1)
+    max_message_bytes: Size = 64 * 2**10
+
+
+class NodeConfig(Strict):
+    id: str = ""
+    data_dir: Path = Path("/var/lib/caxton")
+    api_addr: str = "0.0.0.0:8080"
+    metrics_addr: str = "0.0.0.0:9090"
+
+
+class Config(Strict):
+    node: NodeConfig = Field(default_factory=NodeConfig)
+    coordination: CoordinationConfig = Field(default_factory=CoordinationConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    agents: AgentDefaults = Field(default_factory=AgentDefaults)
+
+
+def _describe(err: ValidationError) -> str:
+    problems = []
+    for item in err.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            problems.append(f"{key}: unknown key")
+        else:
+            problems.append(f"{key}: {item['msg']}")
+    return "; ".join(problems)
+
+
+def load_config(data: dict[str, Any] | None) -> Config:
+    try:
+        return Config.model_validate(data or {})
+    except ValidationError as err:
+        raise ConfigError(f"invalid configuration: {_describe(err)}") from None
+
+
+def load_config_file(path: Path) -> Config:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read configuration {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return load_config(raw)
+
+
+def split_host_port(addr: str, default_port: int) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    if not host:
+        return addr, default_port
+    return host.strip("[]"), int(port)

@@ -1,0 +1,290 @@
+"""A Caxton node: the agents it hosts, its router and its durable state.
+
+This is the object the HTTP API, the CLI's direct mode and the clustering layer
+act on. It restores its agents and their undelivered messages from the data
+directory when it starts, so a restarted node carries on where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import resource
+import socket
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from caxton_node.agents.wasm import AgentError, HostCalls, Limits, WasmEngine
+from caxton_node.config import Config, parse_duration, parse_size
+from caxton_node.metrics import NodeMetrics
+from caxton_node.routing.router import AgentSlot, Router
+from caxton_node.store import AgentRecord, Store
+from caxton_node.system import memory_available_bytes, rss_bytes
+
+log = logging.getLogger("caxton.node")
+
+AGENT_ID = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62})$")
+PRIORITIES = ("low", "normal", "high")
+LOG_LEVELS = {0: logging.DEBUG, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR}
+
+
+class NodeError(RuntimeError):
+    """A request the node refuses; `code` and `status` become the API's error."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class Node:
+    def __init__(self, config: Config, *, version: str = "dev") -> None:
+        self.config = config
+        self.id = config.node.id or socket.gethostname()
+        self.version = version
+        self.started_at = time.time()
+        self.metrics = NodeMetrics()
+        for reason in ("deadline", "fuel", "fault"):
+            self.metrics.crashes.labels(reason)
+        self.store = Store(config.node.data_dir)
+        self.engine = WasmEngine(config.node.data_dir / "cache",
+                                 max_message_bytes=config.agents.max_message_bytes)
+        self.router = Router(self.store, self.metrics, max_message_bytes=config.agents.max_message_bytes)
+        self.read_only_reason = ""  # set by partition handling on the minority side
+        self._lock = threading.Lock()
+        self._records: dict[str, AgentRecord] = {}
+        self._restore()
+
+    # -- limits ---------------------------------------------------------------------------
+
+    def _limits(self, raw: dict[str, Any] | None) -> Limits:
+        defaults = self.config.agents
+        raw = dict(raw or {})
+        unknown = set(raw) - {"memory", "fuel", "deadline"}
+        if unknown:
+            raise NodeError("invalid_limits", f"unknown limit(s): {', '.join(sorted(unknown))}")
+        try:
+            memory = parse_size(raw["memory"]) if raw.get("memory") is not None else defaults.memory
+            deadline = parse_duration(raw["deadline"]) if raw.get("deadline") is not None else defaults.deadline
+            fuel = int(raw["fuel"]) if raw.get("fuel") is not None else defaults.fuel
+        except (TypeError, ValueError) as err:
+            raise NodeError("invalid_limits", str(err)) from None
+        if memory < 65536 or memory > 4 * 2**30:
+            raise NodeError("invalid_limits", "memory must be between 64Ki and 4Gi")
+        if not 0 < deadline <= 60:
+            raise NodeError("invalid_limits", "deadline must be between 1ms and 60s")
+        if fuel is not None and fuel <= 0:
+            raise NodeError("invalid_limits", "fuel must be positive")
+        return Limits(memory_bytes=memory, deadline_seconds=deadline, fuel=fuel)
+
+    # -- agents -----------------------------------------------------------------------------
+
+    def _slot(self, record: AgentRecord, wasm: bytes) -> AgentSlot:
+        _, pre = self.engine.load(wasm)
+        limits = Limits(**record.limits)
+        agent_id = record.id
+
+        def host() -> HostCalls:
+            return HostCalls(
+                send=lambda raw: self.router.send_from_agent(agent_id, raw),
+                log=lambda level, text: log.log(LOG_LEVELS.get(level, logging.INFO), "[agent %s] %s", agent_id, text),
+            )
+
+        def start() -> Any:
+            return self.engine.instantiate(pre, limits, host())
+
+        slot = AgentSlot(
+            id=agent_id, instance=start(), capacity=self.config.agents.queue_capacity,
+            priority=record.priority, suspended=record.state == "suspended", restart=start,
+        )
+        return slot
+
+    def deploy(self, agent_id: str, wasm: bytes, *, limits: dict[str, Any] | None = None,
+               priority: str = "normal") -> dict[str, Any]:
+        self._check_writable()
+        if not AGENT_ID.match(agent_id or ""):
+            raise NodeError("invalid_agent_id", f"agent id {agent_id!r} must match {AGENT_ID.pattern}")
+        if priority not in PRIORITIES:
+            raise NodeError("invalid_priority", f"priority must be one of {', '.join(PRIORITIES)}")
+        parsed = self._limits(limits)
+        with self._lock:
+            if agent_id in self._records:
+                raise NodeError("agent_exists", f"agent {agent_id} already exists", 409)
+            record = AgentRecord(agent_id, "", asdict(parsed), priority, "running", int(time.time() * 1000))
+            try:
+                sha, _ = self.engine.load(wasm)
+                record = AgentRecord(agent_id, sha, record.limits, priority, "running", record.created_ms)
+                slot = self._slot(record, wasm)
+            except AgentError as err:
+                raise NodeError(err.code, str(err), 422) from None
+            self.store.save_module(sha, wasm)
+            self.store.save_agent(record)
+            self._records[agent_id] = record
+            self.router.add(slot)
+        log.info("deployed agent %s (sha256 %s)", agent_id, sha[:12])
+        return self.describe(agent_id)
+
+    def _restore(self) -> None:
+        for record in self.store.agents():
+            try:
+                slot = self._slot(record, self.store.load_module(record.sha256))
+            except (AgentError, OSError) as err:
+                log.error("cannot restore agent %s: %s", record.id, err)
+                continue
+            self._records[record.id] = record
+            self.router.add(slot)
+        queued = self.store.queued_messages()
+        restored = 0
+        for msg in queued:
+            target = self.router.agents.get(msg.receiver)
+            if target is None:
+                self.store.dead_letter(msg, "agent_gone_after_restart")
+                continue
+            target.queue.append((msg, time.perf_counter()))
+            restored += 1
+        for target in self.router.agents.values():
+            if target.queue and not target.suspended:
+                self.router.set_suspended(target.id, False)
+        if self._records or restored:
+            log.info("restored %d agent(s) and %d undelivered message(s)", len(self._records), restored)
+
+    def _get(self, agent_id: str) -> AgentRecord:
+        record = self._records.get(agent_id)
+        if record is None:
+            raise NodeError("agent_not_found", f"no agent {agent_id} on node {self.id}", 404)
+        return record
+
+    def remove(self, agent_id: str) -> None:
+        self._check_writable()
+        with self._lock:
+            self._get(agent_id)
+            slot = self.router.remove(agent_id)
+            if slot is not None and slot.instance is not None:
+                slot.instance.shutdown()
+            self.store.delete_agent(agent_id)
+            del self._records[agent_id]
+
+    def set_suspended(self, agent_id: str, suspended: bool) -> dict[str, Any]:
+        with self._lock:
+            record = self._get(agent_id)
+            state = "suspended" if suspended else "running"
+            self._records[agent_id] = AgentRecord(
+                record.id, record.sha256, record.limits, record.priority, state, record.created_ms
+            )
+            self.store.set_agent_state(agent_id, state)
+            self.router.set_suspended(agent_id, suspended)
+        return self.describe(agent_id)
+
+    def suspend_by_priority(self, priority: str) -> list[str]:
+        if priority not in PRIORITIES:
+            raise NodeError("invalid_priority", f"priority must be one of {', '.join(PRIORITIES)}")
+        chosen = [r.id for r in list(self._records.values()) if r.priority == priority and r.state == "running"]
+        for agent_id in chosen:
+            self.set_suspended(agent_id, True)
+        return chosen
+
+    def describe(self, agent_id: str) -> dict[str, Any]:
+        record = self._get(agent_id)
+        slot = self.router.agents.get(agent_id)
+        avg, p99 = slot.latency_summary() if slot else (0.0, 0.0)
+        return {
+            "id": record.id,
+            "node": self.id,
+            "state": record.state,
+            "sha256": record.sha256,
+            "priority": record.priority,
+            "limits": record.limits,
+            "queue": len(slot.queue) if slot else 0,
+            "handled": slot.handled if slot else 0,
+            "failures": slot.failures if slot else 0,
+            "memoryBytes": slot.instance.memory_bytes() if slot and slot.instance else 0,
+            "avgLatencyMs": round(avg * 1000, 3),
+            "p99LatencyMs": round(p99 * 1000, 3),
+        }
+
+    def agents(self) -> list[dict[str, Any]]:
+        return [self.describe(agent_id) for agent_id in list(self._records)]
+
+    def slow_agents(self, threshold_seconds: float) -> list[dict[str, Any]]:
+        slow = [a for a in self.agents() if a["p99LatencyMs"] >= threshold_seconds * 1000]
+        return sorted(slow, key=lambda a: -a["p99LatencyMs"])
+
+    # -- partitions (set by clustering) ---------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self.read_only_reason:
+            raise NodeError("read_only", f"node {self.id} is read-only: {self.read_only_reason}", 503)
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def memory_stats(self) -> dict[str, Any]:
+        agents = self.agents()
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "node": self.id,
+            "agents": len(agents),
+            "agentMemoryBytes": sum(a["memoryBytes"] for a in agents),
+            "agentMemoryLimitBytes": sum(a["limits"]["memory_bytes"] for a in agents),
+            "processRssBytes": rss_bytes(),
+            "processMaxRssBytes": usage.ru_maxrss * 1024,
+            "hostAvailableBytes": memory_available_bytes(),
+            "top": sorted(agents, key=lambda a: -a["memoryBytes"])[:10],
+        }
+
+    def drain(self, timeout: float) -> dict[str, Any]:
+        """Waits up to `timeout` for the queues to empty, then dead-letters what is left."""
+        deadline = time.monotonic() + timeout
+        start_depth = self.router.queue_depth()
+        while self.router.queue_depth() and time.monotonic() < deadline and not self.router.circuit_open:
+            time.sleep(0.05)
+        dropped = 0
+        for slot in list(self.router.agents.values()):
+            while slot.queue:
+                msg, _ = slot.queue.popleft()
+                self.router._dead(msg, "drained")
+                dropped += 1
+        return {"before": start_depth, "processed": max(start_depth - dropped, 0), "deadLettered": dropped}
+
+    def emergency_stop(self, dump_to: Path | None = None) -> dict[str, Any]:
+        stopped = []
+        for agent_id, record in list(self._records.items()):
+            if record.state == "running":
+                self.set_suspended(agent_id, True)
+                stopped.append(agent_id)
+        result: dict[str, Any] = {"node": self.id, "suspended": stopped}
+        if dump_to is not None:
+            dump_to.mkdir(parents=True, exist_ok=True)
+            self.store.backup(dump_to / "caxton.db")
+            manifest = {
+                "node": self.id, "version": self.version, "ts_ms": int(time.time() * 1000),
+                "agents": list(self._records), "queued": self.router.queue_depth(),
+            }
+            (dump_to / "manifest.json").write_text(json.dumps(manifest, indent=2))
+            result["dumpedTo"] = str(dump_to)
+        log.warning("emergency stop: suspended %d agent(s)", len(stopped))
+        return result
+
+    def sample_metrics(self) -> None:
+        m = self.metrics
+        m.sample_system()
+        m.nodes_alive.set(1)  # this node; clustering reports its peers
+        m.queue_depth.set(self.router.queue_depth())
+        m.message_latency_p99.set(self.router.latency_p99() * 1000)
+        slots = list(self.router.agents.values())
+        m.agent_memory.set(sum(s.instance.memory_bytes() for s in slots if s.instance is not None))
+        running = sum(1 for s in slots if not s.suspended)
+        m.agents.labels("running").set(running)
+        m.agents.labels("suspended").set(len(slots) - running)
+
+    def close(self) -> None:
+        self.router.stop()
+        for slot in list(self.router.agents.values()):
+            if slot.instance is not None:
+                slot.instance.shutdown()
+        self.store.close()
+        self.engine.close()
+

@@ -1,0 +1,49 @@
+"""The node config file: runbook keys accepted, anything else refused by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from caxton_node.config import ConfigError, load_config, load_config_file
+
+
+def test_runbook_keys_are_accepted_with_their_units() -> None:
+    config = load_config({
+        "coordination": {
+            "cluster": {"bind_addr": "0.0.0.0:7946", "bootstrap_expect": 3, "gossip_interval": "200ms",
+                        "probe_timeout": "500ms", "seeds": ["caxton-0.caxton:7946"]},
+            "partition": {"detection_timeout": "5s", "quorum_size": 2, "queue_writes": True},
+        },
+        "security": {"cluster": {"mtls": {"enabled": True, "ca_cert": "/etc/caxton/certs/ca.crt"}}},
+    })
+    assert config.coordination.cluster.gossip_interval == pytest.approx(0.2)
+    assert config.coordination.partition.detection_timeout == 5.0
+    assert str(config.security.cluster.mtls.ca_cert) == "/etc/caxton/certs/ca.crt"
+
+
+def test_defaults_match_the_runbook() -> None:
+    cluster = load_config({}).coordination.cluster
+    assert (cluster.gossip_interval, cluster.gossip_fanout, cluster.probe_interval, cluster.probe_timeout,
+            cluster.suspicion_multiplier) == (0.2, 3, 1.0, 0.5, 4)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"coordination": {"cluster": {"gossip_intervall": "1s"}}}, "coordination.cluster.gossip_intervall: unknown key"),
+    ({"coordination": {"cluster": {"probe_timeout": "soon"}}}, "coordination.cluster.probe_timeout: .*not a duration"),
+    ({"coordination": {"cluster": {"bootstrap_expect": 0}}}, "coordination.cluster.bootstrap_expect"),
+    ({"security": {"cluster": {"mtls": {"enabled": "perhaps"}}}}, "security.cluster.mtls.enabled"),
+    ({"agents": {"memory": "lots"}}, "agents.memory: .*not a size"),
+])
+def test_invalid_keys_are_named(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(data)
+
+
+def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "config.yaml"
+    bad.write_text("coordination: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config_file(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config_file(tmp_path / "missing.yaml")
