@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -98,6 +98,9 @@ class SecurityConfig(Strict):
 
 
 class AgentDefaults(Strict):
+    # at-most-once: the journal commits every 10 ms; at-least-once: a message is
+    # committed before the API acknowledges it, and redelivered after a crash.
+    delivery: Literal["at-most-once", "at-least-once"] = "at-most-once"
     memory: Size = 16 * 2**20
     fuel: int | None = Field(default=None, ge=1)
     deadline: Duration = 0.01

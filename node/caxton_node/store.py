@@ -140,9 +140,8 @@ class Store:
     # -- message journal (write-behind) --------------------------------------------
 
     def enqueued(self, msg: Message) -> None:
-        body = json.dumps(msg.to_dict())
         with self._pending_lock:
-            self._enqueued[msg.id] = (msg.receiver, body)
+            self._enqueued[msg.id] = (msg.receiver, msg.encode().decode())
 
     def delivered(self, msg_id: str) -> None:
         with self._pending_lock:
@@ -153,11 +152,11 @@ class Store:
         with self._pending_lock:
             self._enqueued.pop(msg.id, None)
             self._delivered.append(msg.id)
-            self._dead.append((msg.id, reason, json.dumps(msg.to_dict()), msg.ts_ms))
+            self._dead.append((msg.id, reason, msg.encode().decode(), msg.ts_ms))
 
     def conversation(self, msg: Message) -> None:
         with self._pending_lock:
-            self._conversation.append((msg.conversation_id, json.dumps(msg.to_dict())))
+            self._conversation.append((msg.conversation_id, msg.encode().decode()))
 
     def _run_journal(self) -> None:
         while not self._stop.wait(FLUSH_INTERVAL):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import signal
 import time
 from collections import defaultdict
 from typing import Any
@@ -187,3 +188,21 @@ def test_restarted_node_restores_agents_and_undelivered_messages(
         assert client.post("/v1/agents/echo/resume").status_code == 200
         replies = collect(client, "tester", 25)
     assert [r["content"]["content"] for r in replies] == list(range(25))
+
+
+def test_at_least_once_keeps_acknowledged_messages_through_a_crash(
+    node_factory: NodeFactory, agents: dict[str, bytes]
+) -> None:
+    node = node_factory(agents={"delivery": "at-least-once"})
+    with node.client() as client:
+        assert deploy(client, "echo", agents["echo"]).status_code == 201
+        assert client.post("/v1/agents/echo/suspend").status_code == 200
+        for i in range(20):
+            send(client, "echo", i)
+    node.stop(signal.SIGKILL)  # no graceful flush: only what was acknowledged durably survives
+    node.start()
+    with node.client() as client:
+        assert client.get("/v1/agents/echo").json()["queue"] == 20
+        client.get("/v1/mailboxes/tester")
+        client.post("/v1/agents/echo/resume")
+        assert [r["content"]["content"] for r in collect(client, "tester", 20)] == list(range(20))

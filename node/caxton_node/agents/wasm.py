@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import wasmtime
 from wasmtime import _ffi as ffi  # the native call below needs the raw bindings
@@ -56,6 +57,9 @@ class HostCalls:
     log: Callable[[int, str], None]
 
 
+_NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _env: None)
+
+
 class _Current(threading.local):
     host: HostCalls | None = None
     memory: wasmtime.Memory | None = None
@@ -79,6 +83,7 @@ class WasmEngine:
         self._current = _Current()
         self._pre: dict[str, wasmtime.InstancePre] = {}
         self._lock = threading.Lock()
+        self._callbacks: list[Any] = []
         self.linker = wasmtime.Linker(self.engine)
         self.linker.define_wasi()
         self._define_host_functions()
@@ -96,47 +101,76 @@ class WasmEngine:
 
     # -- host functions ---------------------------------------------------------
 
-    def _read(self, caller: wasmtime.Caller, ptr: int, length: int) -> bytes:
-        memory = self._current.memory
-        if memory is None or ptr < 0 or length < 0 or ptr + length > memory.data_len(caller):
-            raise ValueError("pointer outside the agent's memory")
-        return bytes(memory.read(caller, ptr, ptr + length))
-
     def _define_host_functions(self) -> None:
+        """Defines the `caxton` imports as raw (unchecked) host functions.
+
+        wasmtime-py's checked host functions convert every argument and result
+        through Python objects (~20 us a call); raw callbacks read the i32/i64
+        slots directly and read guest memory with one ctypes copy.
+        """
         i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
         current = self._current
         max_bytes = self.max_message_bytes
 
-        def send_message(caller: wasmtime.Caller, ptr: int, length: int) -> int:
-            host = current.host
-            if host is None:
-                return -4
-            if length > max_bytes:
-                host.log(3, f"send_message refused: {length} bytes exceeds the {max_bytes}-byte limit")
-                return -1
+        def guest_bytes(caller: Any, ptr: int, length: int) -> bytes | None:
+            memory = current.memory
+            if memory is None:
+                return None
+            context = ffi.wasmtime_caller_context(caller)
+            size = ffi.wasmtime_memory_data_size(context, ctypes.byref(memory._memory))
+            ptr &= 0xFFFFFFFF
+            if length < 0 or ptr + length > size:
+                return None
+            base = ctypes.cast(ffi.wasmtime_memory_data(context, ctypes.byref(memory._memory)), ctypes.c_void_p)
+            return ctypes.string_at((base.value or 0) + ptr, length)
+
+        def send_message(_env: Any, caller: Any, args: Any, _n: int) -> int:
             try:
-                data = self._read(caller, ptr, length)
-            except ValueError:
-                return -2
-            return host.send(data)
+                host = current.host
+                ptr, length = args[0].i32, args[1].i32
+                if host is None:
+                    result = -4
+                elif length > max_bytes:
+                    host.log(3, f"send_message refused: {length} bytes exceeds the {max_bytes}-byte limit")
+                    result = -1
+                else:
+                    data = guest_bytes(caller, ptr, length)
+                    result = -2 if data is None else host.send(data)
+            except Exception:  # an exception must never unwind through Wasm frames
+                log.exception("send_message failed")
+                result = -4
+            args[0].i32 = result
+            return 0
 
-        def log_message(caller: wasmtime.Caller, level: int, ptr: int, length: int) -> None:
-            host = current.host
-            if host is not None:
-                try:
-                    text = self._read(caller, ptr, min(length, 4096)).decode(errors="replace")
-                except ValueError:
-                    text = "<log pointer outside memory>"
-                host.log(level, text)
+        def log_message(_env: Any, caller: Any, args: Any, _n: int) -> int:
+            try:
+                host = current.host
+                if host is not None:
+                    data = guest_bytes(caller, args[1].i32, min(args[2].i32, 4096))
+                    text = data.decode(errors="replace") if data is not None else "<log pointer outside memory>"
+                    host.log(args[0].i32, text)
+            except Exception:
+                log.exception("log failed")
+            return 0
 
-        def now_ms() -> int:
-            return int(time.time() * 1000)
+        def now_ms(_env: Any, _caller: Any, args: Any, _n: int) -> int:
+            args[0].i64 = int(time.time() * 1000)
+            return 0
 
-        self.linker.define_func(ABI_MODULE, "send_message", wasmtime.FuncType([i32, i32], [i32]),
-                                send_message, access_caller=True)
-        self.linker.define_func(ABI_MODULE, "log", wasmtime.FuncType([i32, i32, i32], []),
-                                log_message, access_caller=True)
-        self.linker.define_func(ABI_MODULE, "now_ms", wasmtime.FuncType([], [i64]), now_ms)
+        for name, ty, func in (
+            ("send_message", wasmtime.FuncType([i32, i32], [i32]), send_message),
+            ("log", wasmtime.FuncType([i32, i32, i32], []), log_message),
+            ("now_ms", wasmtime.FuncType([], [i64]), now_ms),
+        ):
+            callback = ffi.wasmtime_func_unchecked_callback_t(func)
+            self._callbacks.append(callback)  # ctypes callbacks must outlive the linker
+            module_bytes, name_bytes = ABI_MODULE.encode(), name.encode()
+            error = ffi.wasmtime_linker_define_func_unchecked(
+                self.linker.ptr(), ctypes.create_string_buffer(module_bytes), len(module_bytes),
+                ctypes.create_string_buffer(name_bytes), len(name_bytes), ty.ptr(), callback, None, _NO_FINALIZER,
+            )
+            if error:
+                raise wasmtime.WasmtimeError._from_ptr(error)
 
     # -- modules ------------------------------------------------------------------
 
@@ -232,6 +266,8 @@ class AgentInstance:
         self.store.set_limits(memory_size=limits.memory_bytes, instances=2, tables=4, memories=1)
         self.store.set_wasi(wasmtime.WasiConfig())
         self._deadline_ticks = max(1, round(limits.deadline_seconds / EPOCH_TICK))
+        # Fuel is metered engine-wide; an agent without a budget gets a practically endless one.
+        self.store.set_fuel(limits.fuel if limits.fuel is not None else 2**63 - 1)
         self._arm()
         try:
             self.instance = pre.instantiate(self.store)
@@ -259,7 +295,8 @@ class AgentInstance:
 
     def _arm(self) -> None:
         self.store.set_epoch_deadline(self._deadline_ticks)
-        self.store.set_fuel(self.limits.fuel if self.limits.fuel is not None else 2**63 - 1)
+        if self.limits.fuel is not None:
+            self.store.set_fuel(self.limits.fuel)
 
     def _enter(self) -> None:
         current = self.engine._current
@@ -279,10 +316,13 @@ class AgentInstance:
         self._arm()
         self._enter()
         n = len(message)
-        ptr = self._alloc(n)
-        if ptr <= 0 or ptr + n > self.memory.data_len(self.store):
+        ptr = self._alloc(n) & 0xFFFFFFFF
+        # Memory may have moved if caxton_alloc grew it: look the base up after the call.
+        context, memory = self.store._context(), ctypes.byref(self.memory._memory)
+        if ptr == 0 or ptr + n > ffi.wasmtime_memory_data_size(context, memory):
             raise AgentError("alloc_failed", f"caxton_alloc({n}) returned an invalid pointer {ptr}")
-        self.memory.write(self.store, message, ptr)
+        base = ctypes.cast(ffi.wasmtime_memory_data(context, memory), ctypes.c_void_p).value or 0
+        ctypes.memmove(base + ptr, message, n)
         return self._handle(ptr, n)
 
     def memory_bytes(self) -> int:

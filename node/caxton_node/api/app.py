@@ -7,7 +7,6 @@ docs are open. Errors are JSON `{code, message}` with a fitting status.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hmac
@@ -62,6 +61,7 @@ class PriorityRequest(BaseModel):
 def create_app(node: Node, token: str | None) -> FastAPI:
     app = FastAPI(title="Caxton node API", version=node.version)
     max_bytes = node.config.agents.max_message_bytes
+    at_least_once = node.config.agents.delivery == "at-least-once"
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, err: ApiError) -> JSONResponse:
@@ -157,6 +157,8 @@ def create_app(node: Node, token: str | None) -> FastAPI:
             raise ApiError(429, "queue_full", str(err)) from None
         except UnknownReceiver as err:
             raise ApiError(404, "unknown_receiver", str(err)) from None
+        if at_least_once:
+            node.store.flush()  # the 202 is the acknowledgement: the message is on disk
         return {"id": msg.id, "conversation_id": msg.conversation_id, "routed": where}
 
     @app.post("/v1/messages", dependencies=auth, status_code=202)
@@ -164,15 +166,11 @@ def create_app(node: Node, token: str | None) -> FastAPI:
         return accept(await request.body())
 
     @app.get("/v1/mailboxes/{name}", dependencies=auth)
-    async def mailbox(name: str, limit: int = 1000, wait: float = 0.0) -> list[dict[str, Any]]:
-        """Replies addressed to `name` (a client), waiting up to `wait` seconds for the first."""
-        deadline = time.monotonic() + min(max(wait, 0.0), 30.0)
+    def mailbox(name: str, limit: int = 1000, wait: float = 0.0) -> list[dict[str, Any]]:
+        """Messages addressed to `name` (a client), waiting up to `wait` seconds for the first."""
         node.router.open_mailbox(name)
-        while True:
-            taken = node.router.take_mailbox(name, min(max(limit, 1), 10_000))
-            if taken or time.monotonic() >= deadline:
-                return [m.to_dict() for m in taken]
-            await asyncio.sleep(0.01)
+        taken = node.router.take_mailbox(name, min(max(limit, 1), 10_000), timeout=min(max(wait, 0.0), 30.0))
+        return [m.to_dict() for m in taken]
 
     @app.get("/v1/conversations/{conversation_id}", dependencies=auth)
     def conversation(conversation_id: str) -> dict[str, Any]:

@@ -76,6 +76,7 @@ class Router:
         self._ready: deque[AgentSlot] = deque()
         self._scheduled: set[str] = set()
         self._cond = threading.Condition()
+        self._mail = threading.Condition()
         self._running = True
         self._handling: Message | None = None
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -101,9 +102,11 @@ class Router:
             return "local"
         box = self.mailboxes.get(msg.receiver)
         if box is not None:
-            if len(box) >= MAILBOX_CAPACITY:
-                box.popleft()
-            box.append(msg)
+            with self._mail:
+                if len(box) >= MAILBOX_CAPACITY:
+                    box.popleft()
+                box.append(msg)
+                self._mail.notify_all()
             self.store.conversation(msg)
             self.metrics.routed_mailbox.inc()
             return "mailbox"
@@ -119,16 +122,21 @@ class Router:
         if name not in self.agents:
             self.mailboxes.setdefault(name, deque())
 
-    def take_mailbox(self, name: str, limit: int) -> list[Message]:
-        box = self.mailboxes.get(name)
-        out: list[Message] = []
-        while box and len(out) < limit:
-            out.append(box.popleft())
-        return out
+    def take_mailbox(self, name: str, limit: int, timeout: float = 0.0) -> list[Message]:
+        """Up to `limit` messages for client `name`, waiting up to `timeout` for the first."""
+        with self._mail:
+            box = self.mailboxes.get(name)
+            if box is not None and not box and timeout > 0:
+                self._mail.wait_for(lambda: bool(box), timeout)
+            out: list[Message] = []
+            while box and len(out) < limit:
+                out.append(box.popleft())
+            return out
 
     def _dead(self, msg: Message, reason: str) -> None:
         self.store.dead_letter(msg, reason)
-        self.metrics.dead_letters.labels(reason).inc()
+        # The label is the reason's category ("agent_failed"), never its free text.
+        self.metrics.dead_letters.labels(reason.split(":", 1)[0]).inc()
 
     def _schedule(self, slot: AgentSlot) -> None:
         with self._cond:

@@ -1,0 +1,35 @@
+"""Printing benchmark figures against their targets, and writing them as JSON."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+Targets = dict[str, tuple[str, float]]
+
+
+def meets(value: float, op: str, target: float) -> bool:
+    return value <= target if op == "<=" else value >= target
+
+
+def report(figures: dict[str, float], targets: Targets, json_path: Path | None = None) -> None:
+    rows = []
+    for name, value in figures.items():
+        if name in targets:
+            op, target = targets[name]
+            rows.append((name, f"{value:,.1f}", f"{op} {target:,.0f}", "yes" if meets(value, op, target) else "NO"))
+        else:
+            rows.append((name, f"{value:,.1f}", "", ""))
+    width = max(len(r[0]) for r in rows)
+    print(f"{'FIGURE':{width}}  {'VALUE':>14}  {'TARGET':>12}  MET")
+    for name, shown, target_text, met in rows:
+        print(f"{name:{width}}  {shown:>14}  {target_text:>12}  {met}")
+    if json_path is not None:
+        json_path.write_text(json.dumps({
+            "figures": figures,
+            "targets": {k: {"op": op, "value": v} for k, (op, v) in targets.items()},
+            "python": sys.version.split()[0],
+            "machine": platform.machine(),
+        }, indent=2))
