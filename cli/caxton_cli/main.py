@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from caxton_cli import local, node_commands, server
+from caxton_cli import cluster_commands, local, node_commands, security, server
 from caxton_cli.output import CommandError
 
 
@@ -14,6 +14,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     server.register(sub)
     node_commands.register(sub)
+    cluster_commands.register(sub)
+    security.register(sub)
     local.register(sub)
     return parser
 

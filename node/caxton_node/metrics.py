@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 
 from caxton_node.system import memory_available_bytes
 
@@ -20,9 +22,23 @@ LATENCY_BUCKETS = (
 )
 
 
+class _BeforeScrape:
+    """Registered first, so its collect() refreshes the gauges just before they are read."""
+
+    def __init__(self) -> None:
+        self.callback: Callable[[], None] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        if self.callback is not None:
+            self.callback()
+        return iter(())
+
+
 class NodeMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        self.before_scrape = _BeforeScrape()
+        r.register(self.before_scrape)
         self.nodes_alive = Gauge("caxton_cluster_nodes_alive", "Cluster members seen alive", registry=r)
         self.nodes_failed = Gauge("caxton_cluster_nodes_failed", "Cluster members marked failed", registry=r)
         # The runbook names this caxton_cluster_gossip_latency_ms; promtool rejects abbreviated

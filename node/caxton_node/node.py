@@ -20,6 +20,7 @@ from typing import Any
 
 from caxton_node.agents.wasm import AgentError, HostCalls, Limits, WasmEngine
 from caxton_node.config import Config, parse_duration, parse_size
+from caxton_node.gossip.membership import Membership
 from caxton_node.metrics import NodeMetrics
 from caxton_node.routing.router import AgentSlot, Router
 from caxton_node.store import AgentRecord, Store
@@ -48,6 +49,7 @@ class Node:
         self.version = version
         self.started_at = time.time()
         self.metrics = NodeMetrics()
+        self.metrics.before_scrape.callback = self.sample_metrics
         for reason in ("deadline", "fuel", "fault"):
             self.metrics.crashes.labels(reason)
         self.store = Store(config.node.data_dir)
@@ -55,6 +57,7 @@ class Node:
                                  max_message_bytes=config.agents.max_message_bytes)
         self.router = Router(self.store, self.metrics, max_message_bytes=config.agents.max_message_bytes)
         self.read_only_reason = ""  # set by partition handling on the minority side
+        self.membership: Membership | None = None  # set when the node gossips with peers
         self._lock = threading.Lock()
         self._records: dict[str, AgentRecord] = {}
         self._restore()
@@ -271,7 +274,13 @@ class Node:
     def sample_metrics(self) -> None:
         m = self.metrics
         m.sample_system()
-        m.nodes_alive.set(1)  # this node; clustering reports its peers
+        if self.membership is None:
+            m.nodes_alive.set(1)
+        else:
+            counts = self.membership.counts()
+            m.nodes_alive.set(counts["alive"])
+            m.nodes_failed.set(counts["failed"])
+            m.gossip_latency.set(self.membership.last_rtt())
         m.queue_depth.set(self.router.queue_depth())
         m.message_latency_p99.set(self.router.latency_p99() * 1000)
         slots = list(self.router.agents.values())
@@ -279,6 +288,29 @@ class Node:
         running = sum(1 for s in slots if not s.suspended)
         m.agents.labels("running").set(running)
         m.agents.labels("suspended").set(len(slots) - running)
+
+    def members(self) -> list[dict[str, Any]]:
+        if self.membership is None:
+            return [{"id": self.id, "state": "alive", "incarnation": 0, "address": "", "lastSeenSecondsAgo": 0.0,
+                     "stateForSeconds": round(time.time() - self.started_at, 1), "version": self.version,
+                     "agents": len(self.router.agents)}]
+        return self.membership.members()
+
+    def cluster_status(self) -> dict[str, Any]:
+        members = self.members()
+        alive = sum(1 for m in members if m["state"] in ("alive", "suspect"))
+        expected = max(self.config.coordination.cluster.bootstrap_expect, 1)
+        quorum = self.config.coordination.partition.quorum_size or expected // 2 + 1
+        status = "DEGRADED" if self.read_only_reason or alive < quorum else "HEALTHY"
+        return {
+            "node": self.id, "status": status, "version": self.version,
+            "members": {"total": len(members), "alive": sum(1 for m in members if m["state"] == "alive"),
+                        "suspect": sum(1 for m in members if m["state"] == "suspect"),
+                        "failed": sum(1 for m in members if m["state"] == "failed")},
+            "expected": expected, "quorum": quorum, "readOnly": bool(self.read_only_reason),
+            "droppedGossipPackets": self.membership.dropped_packets if self.membership else 0,
+            "uptimeSeconds": round(time.time() - self.started_at, 1),
+        }
 
     def close(self) -> None:
         self.router.stop()

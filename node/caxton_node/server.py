@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import signal
-import threading
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -21,6 +20,9 @@ from prometheus_client import start_http_server
 
 from caxton_node.api.app import create_app
 from caxton_node.config import Config, ConfigError, split_host_port
+from caxton_node.gossip.membership import Membership
+from caxton_node.gossip.swim import Addr, SwimConfig
+from caxton_node.gossip.transport import Keyring, KeyringError
 from caxton_node.node import Node
 
 log = logging.getLogger("caxton.server")
@@ -63,19 +65,55 @@ class _GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def advertise_address(config: Config, api_host: str) -> Addr:
+    """Where peers reach this node: advertise_addr, else the pod IP, else the bind address."""
+    cluster = config.coordination.cluster
+    bind_host, bind_port = split_host_port(cluster.bind_addr, 7946)
+    if cluster.advertise_addr:
+        return split_host_port(cluster.advertise_addr, bind_port)
+    for candidate in (os.environ.get("POD_IP"), os.environ.get("CAXTON_POD_IP"), bind_host, api_host):
+        if candidate and candidate not in ("0.0.0.0", "::"):
+            return candidate, bind_port
+    return "127.0.0.1", bind_port
+
+
+def start_membership(config: Config, node: Node, api_host: str, api_port: int) -> Membership | None:
+    key_file = config.security.cluster.gossip_key_file
+    cluster = config.coordination.cluster
+    if key_file is None:
+        if cluster.seeds or cluster.bootstrap_expect > 1:
+            raise ConfigError("clustering needs security.cluster.gossip_key_file (caxton security gossip-key)")
+        log.info("no gossip key: running as a single node")
+        return None
+    try:
+        keyring = Keyring.from_file(key_file)
+    except KeyringError as err:
+        raise ConfigError(str(err)) from None
+    advertise = advertise_address(config, api_host)
+    api_advertised = advertise[0] if api_host in ("0.0.0.0", "::") else api_host
+    swim_config = SwimConfig(
+        gossip_interval=cluster.gossip_interval, fanout=cluster.gossip_fanout, probe_interval=cluster.probe_interval,
+        probe_timeout=cluster.probe_timeout, suspicion_multiplier=cluster.suspicion_multiplier,
+    )
+    membership = Membership(
+        node.id, bind=split_host_port(cluster.bind_addr, 7946), advertise=advertise, keyring=keyring,
+        config=swim_config, seeds=list(cluster.seeds),
+        meta=lambda: {"api": f"http://{api_advertised}:{api_port}", "version": node.version,
+                      "agents": len(node.router.agents)},
+    )
+    membership.start()
+    log.info("gossip on %s:%d (advertised %s:%d), seeds: %s", *membership.bound, *advertise,
+             ", ".join(cluster.seeds) or "none")
+    return membership
+
+
 def serve(config: Config) -> None:
     token = read_token(config.security.api.token_file)
     node = Node(config, version=node_version())
     api_host, api_port = split_host_port(config.node.api_addr, 8080)
     metrics_host, metrics_port = split_host_port(config.node.metrics_addr, 9090)
+    node.membership = start_membership(config, node, api_host, api_port)
     metrics_server, _ = start_http_server(metrics_port, metrics_host, registry=node.metrics.registry)
-    stop_sampling = threading.Event()
-
-    def sample() -> None:
-        while not stop_sampling.wait(1.0):
-            node.sample_metrics()
-
-    threading.Thread(target=sample, name="metrics-sampler", daemon=True).start()
     log.info("node %s (version %s) serving API on %s:%d, metrics on %s:%d",
              node.id, node.version, api_host, api_port, metrics_host, metrics_port)
     server = _GracefulServer(uvicorn.Config(
@@ -84,7 +122,8 @@ def serve(config: Config) -> None:
     try:
         server.run()
     finally:
-        stop_sampling.set()
         metrics_server.shutdown()
+        if node.membership is not None:
+            node.membership.stop(leave=True)
         node.close()
         log.info("node %s stopped", node.id)

@@ -221,13 +221,10 @@ def create_app(node: Node, token: str | None) -> FastAPI:
 
     @app.get("/v1/cluster/members", dependencies=auth)
     def members() -> list[dict[str, Any]]:
-        return [{"id": node.id, "state": "alive", "version": node.version, "agents": len(node.agents()),
-                 "lastSeen": 0.0}]
+        return node.members()
 
     @app.get("/v1/cluster/status", dependencies=auth)
     def status() -> dict[str, Any]:
-        return {"node": node.id, "status": "DEGRADED" if node.read_only_reason else "HEALTHY",
-                "members": 1, "readOnly": bool(node.read_only_reason), "version": node.version,
-                "uptimeSeconds": round(time.time() - node.started_at, 1)}
+        return node.cluster_status()
 
     return app

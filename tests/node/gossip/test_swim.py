@@ -1,0 +1,130 @@
+"""SWIM rules on a simulated network with a fake clock (the real sockets are tested elsewhere)."""
+
+from __future__ import annotations
+
+import random
+
+from caxton_node.gossip.swim import State, Swim, SwimConfig, _overrides
+
+CONFIG = SwimConfig(gossip_interval=0.2, fanout=3, probe_interval=1.0, probe_timeout=0.5, suspicion_multiplier=4)
+STEP = 0.05
+
+
+class Network:
+    """Delivers packets between Swim instances instantly, except across cut links."""
+
+    def __init__(self, size: int, seed: int = 7) -> None:
+        self.now = 0.0
+        self.nodes = {f"n{i}": Swim(f"n{i}", ("127.0.0.1", 7000 + i), config=CONFIG, now=0.0,
+                                    rng=random.Random(seed + i)) for i in range(size)}
+        self.by_addr = {s.me.addr: s for s in self.nodes.values()}
+        self.down: set[str] = set()
+        self.cut: set[frozenset[str]] = set()
+
+    def deliver(self, sender: Swim, sends: list[tuple[tuple[str, int], dict]]) -> None:
+        queue = [(sender, addr, packet) for addr, packet in sends]
+        while queue:
+            src, addr, packet = queue.pop(0)
+            dst = self.by_addr.get(addr)
+            if dst is None or src.id in self.down or dst.id in self.down or frozenset((src.id, dst.id)) in self.cut:
+                continue
+            queue += [(dst, a, p) for a, p in dst.receive(packet, self.now)]
+
+    def join_all(self) -> None:
+        seed = self.nodes["n0"].me.addr
+        for node in self.nodes.values():
+            if node.id != "n0":
+                self.deliver(node, node.join([seed], self.now))
+
+    def run(self, seconds: float) -> None:
+        end = self.now + seconds
+        while self.now < end:
+            self.now += STEP
+            for node in self.nodes.values():
+                if node.id not in self.down:
+                    self.deliver(node, node.tick(self.now))
+
+    def view(self, of: str) -> dict[str, State]:
+        return {m.id: m.state for m in self.nodes[of].members.values()}
+
+
+def test_members_converge_after_joining_through_a_seed() -> None:
+    net = Network(5)
+    net.join_all()
+    net.run(2.0)
+    for node_id in net.nodes:
+        assert net.view(node_id) == {f"n{i}": State.ALIVE for i in range(5)}
+
+
+def test_a_dead_member_is_suspected_then_failed_within_the_configured_times() -> None:
+    net = Network(5)
+    net.join_all()
+    net.run(2.0)
+    net.down.add("n3")
+    suspected_at = failed_at = None
+    timeout = net.nodes["n0"].suspicion_timeout()
+    while net.now < 30 and failed_at is None:
+        net.run(STEP)
+        states = {net.view(n)["n3"] for n in net.nodes if n != "n3"}
+        if suspected_at is None and State.SUSPECT in states:
+            suspected_at = net.now
+        if states == {State.FAILED}:
+            failed_at = net.now
+    assert suspected_at is not None and failed_at is not None
+    # Someone probes n3 within one round of probe periods; failure follows the suspicion timeout.
+    assert suspected_at <= 2.0 + 5 * CONFIG.probe_interval
+    assert failed_at - suspected_at <= timeout + 2 * CONFIG.probe_interval
+
+
+def test_a_suspected_live_member_refutes_with_a_higher_incarnation() -> None:
+    net = Network(3)
+    net.join_all()
+    net.run(2.0)
+    net.cut.add(frozenset(("n0", "n2")))
+    net.cut.add(frozenset(("n1", "n2")))
+    net.run(1.5 * CONFIG.probe_interval + 1)
+    assert State.SUSPECT in {net.view("n0")["n2"], net.view("n1")["n2"]}
+    net.cut.clear()
+    net.run(3.0)
+    assert net.view("n0")["n2"] == State.ALIVE
+    assert net.nodes["n2"].me.incarnation >= 1
+
+
+def test_a_failed_member_rejoins_when_it_comes_back() -> None:
+    net = Network(3)
+    net.join_all()
+    net.run(2.0)
+    net.down.add("n2")
+    net.run(20.0)
+    assert net.view("n0")["n2"] == State.FAILED
+    # Restarted: a fresh instance (incarnation 0) joins through the seed.
+    fresh = Swim("n2", ("127.0.0.1", 7002), config=CONFIG, now=net.now, rng=random.Random(99))
+    net.nodes["n2"] = fresh
+    net.by_addr[fresh.me.addr] = fresh
+    net.down.clear()
+    net.deliver(fresh, fresh.join([net.nodes["n0"].me.addr], net.now))
+    net.run(3.0)
+    assert net.view("n0")["n2"] == State.ALIVE
+    assert net.view("n1")["n2"] == State.ALIVE
+    assert fresh.me.incarnation > 0
+
+
+def test_graceful_leave_is_not_a_failure() -> None:
+    net = Network(3)
+    net.join_all()
+    net.run(2.0)
+    net.deliver(net.nodes["n1"], net.nodes["n1"].leave(net.now))
+    net.down.add("n1")
+    net.run(1.0)
+    assert net.view("n0")["n1"] == State.LEFT
+
+
+def test_precedence_rules() -> None:
+    assert _overrides(State.SUSPECT, 1, State.ALIVE, 1)
+    assert not _overrides(State.ALIVE, 1, State.SUSPECT, 1)
+    assert _overrides(State.ALIVE, 2, State.SUSPECT, 1)
+    assert not _overrides(State.ALIVE, 3, State.ALIVE, 3)
+    assert _overrides(State.FAILED, 1, State.SUSPECT, 1)
+    assert not _overrides(State.ALIVE, 1, State.FAILED, 1)
+    assert _overrides(State.ALIVE, 2, State.FAILED, 1)
+    assert not _overrides(State.SUSPECT, 0, State.ALIVE, 1)
