@@ -22,6 +22,7 @@ from caxton_node.agents.wasm import AgentError, HostCalls, Limits, WasmEngine
 from caxton_node.config import Config, parse_duration, parse_size
 from caxton_node.gossip.membership import Membership
 from caxton_node.metrics import NodeMetrics
+from caxton_node.peers.forwarder import Forwarder
 from caxton_node.routing.router import AgentSlot, Router
 from caxton_node.store import AgentRecord, Store
 from caxton_node.system import memory_available_bytes, rss_bytes
@@ -58,6 +59,7 @@ class Node:
         self.router = Router(self.store, self.metrics, max_message_bytes=config.agents.max_message_bytes)
         self.read_only_reason = ""  # set by partition handling on the minority side
         self.membership: Membership | None = None  # set when the node gossips with peers
+        self.forwarder: Forwarder | None = None  # cross-node delivery, with membership
         self._lock = threading.Lock()
         self._records: dict[str, AgentRecord] = {}
         self._restore()
@@ -145,7 +147,8 @@ class Node:
         for msg in queued:
             target = self.router.agents.get(msg.receiver)
             if target is None:
-                self.store.dead_letter(msg, "agent_gone_after_restart")
+                # Bound for another node when we stopped: sent on once gossip locates it.
+                self.router.parked.append((msg, time.monotonic()))
                 continue
             target.queue.append((msg, time.perf_counter()))
             restored += 1
@@ -309,6 +312,7 @@ class Node:
                         "failed": sum(1 for m in members if m["state"] == "failed")},
             "expected": expected, "quorum": quorum, "readOnly": bool(self.read_only_reason),
             "droppedGossipPackets": self.membership.dropped_packets if self.membership else 0,
+            "queuedWrites": self.forwarder.queued() if self.forwarder else 0,
             "uptimeSeconds": round(time.time() - self.started_at, 1),
         }
 

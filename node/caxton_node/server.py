@@ -24,6 +24,8 @@ from caxton_node.gossip.membership import Membership
 from caxton_node.gossip.swim import Addr, SwimConfig
 from caxton_node.gossip.transport import Keyring, KeyringError
 from caxton_node.node import Node
+from caxton_node.peers.channel import ChannelServer, client_context, server_context
+from caxton_node.peers.forwarder import Forwarder
 
 log = logging.getLogger("caxton.server")
 
@@ -77,7 +79,8 @@ def advertise_address(config: Config, api_host: str) -> Addr:
     return "127.0.0.1", bind_port
 
 
-def start_membership(config: Config, node: Node, api_host: str, api_port: int) -> Membership | None:
+def start_clustering(config: Config, node: Node, api_host: str, api_port: int) -> ChannelServer | None:
+    """Gossip membership, the mTLS peer channel and the forwarder; None for a single node."""
     key_file = config.security.cluster.gossip_key_file
     cluster = config.coordination.cluster
     if key_file is None:
@@ -95,16 +98,31 @@ def start_membership(config: Config, node: Node, api_host: str, api_port: int) -
         gossip_interval=cluster.gossip_interval, fanout=cluster.gossip_fanout, probe_interval=cluster.probe_interval,
         probe_timeout=cluster.probe_timeout, suspicion_multiplier=cluster.suspicion_multiplier,
     )
+    mtls = config.security.cluster.mtls
+    server_tls = client_tls = None
+    if mtls.enabled:
+        if not (mtls.ca_cert and mtls.node_cert and mtls.node_key):
+            raise ConfigError("security.cluster.mtls.enabled needs ca_cert, node_cert and node_key")
+        server_tls = server_context(mtls.ca_cert, mtls.node_cert, mtls.node_key)
+        client_tls = client_context(mtls.ca_cert, mtls.node_cert, mtls.node_key)
+    else:
+        log.warning("security.cluster.mtls is disabled: node-to-node traffic is not authenticated")
+    forwarder = Forwarder(node, client_tls, source=advertise[0])
     membership = Membership(
         node.id, bind=split_host_port(cluster.bind_addr, 7946), advertise=advertise, keyring=keyring,
         config=swim_config, seeds=list(cluster.seeds),
         meta=lambda: {"api": f"http://{api_advertised}:{api_port}", "version": node.version,
-                      "agents": len(node.router.agents)},
+                      "agents": len(node.router.agents), "names": forwarder.names()},
     )
+    channel = ChannelServer(split_host_port(cluster.bind_addr, 7946), forwarder.receive, server_tls)
+    node.membership, node.forwarder = membership, forwarder
+    node.router.remote = forwarder.forward
+    channel.start()
+    forwarder.start()
     membership.start()
     log.info("gossip on %s:%d (advertised %s:%d), seeds: %s", *membership.bound, *advertise,
              ", ".join(cluster.seeds) or "none")
-    return membership
+    return channel
 
 
 def serve(config: Config) -> None:
@@ -112,7 +130,7 @@ def serve(config: Config) -> None:
     node = Node(config, version=node_version())
     api_host, api_port = split_host_port(config.node.api_addr, 8080)
     metrics_host, metrics_port = split_host_port(config.node.metrics_addr, 9090)
-    node.membership = start_membership(config, node, api_host, api_port)
+    channel = start_clustering(config, node, api_host, api_port)
     metrics_server, _ = start_http_server(metrics_port, metrics_host, registry=node.metrics.registry)
     log.info("node %s (version %s) serving API on %s:%d, metrics on %s:%d",
              node.id, node.version, api_host, api_port, metrics_host, metrics_port)
@@ -125,5 +143,9 @@ def serve(config: Config) -> None:
         metrics_server.shutdown()
         if node.membership is not None:
             node.membership.stop(leave=True)
+        if node.forwarder is not None:
+            node.forwarder.stop()
+        if channel is not None:
+            channel.stop()
         node.close()
         log.info("node %s stopped", node.id)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
+import os
 import secrets
 import signal
 import subprocess
@@ -13,6 +15,7 @@ from typing import Any
 
 import httpx
 import yaml
+from caxton_node import pki
 
 from tests.support.waiting import wait_for
 
@@ -115,3 +118,66 @@ class NodeFactory:
         for node in self.nodes:
             node.stop()
 
+
+
+# -- clusters ----------------------------------------------------------------------------------
+
+GOSSIP = {"gossip_interval": "100ms", "probe_interval": "500ms", "probe_timeout": "200ms",
+          "suspicion_multiplier": 2}
+
+
+def gossip_key(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "gossip.key"
+    if not path.exists():
+        path.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    return path
+
+
+def issue_node_cert(ca_dir: Path, node_id: str) -> dict[str, Any]:
+    """mTLS settings for `node_id`, with a certificate from the CA in `ca_dir` (created if missing)."""
+    ca_paths = (ca_dir / "ca.crt", ca_dir / "ca.key")
+    if not ca_paths[0].exists():
+        pki.new_ca(f"test-ca-{ca_dir.name}").write(*ca_paths)
+    pki.issue(pki.KeyPair.read(*ca_paths), node_id).write(ca_dir / f"{node_id}.crt", ca_dir / f"{node_id}.key")
+    return {"enabled": True, "ca_cert": str(ca_paths[0]), "node_cert": str(ca_dir / f"{node_id}.crt"),
+            "node_key": str(ca_dir / f"{node_id}.key")}
+
+
+def cluster_node(factory: NodeFactory, key: Path, seeds: list[str], expect: int, *,
+                 ca_dir: Path | None = None, **cluster: Any) -> NodeProcess:
+    node = factory(start=False)
+    security: dict[str, Any] = {"gossip_key_file": str(key)}
+    if ca_dir is not None:
+        security["mtls"] = issue_node_cert(ca_dir, node.node_id)
+    node.extra_config["security"] = {"cluster": security}
+    node.extra_config["coordination"] = {
+        "cluster": {**GOSSIP, "seeds": seeds, "bootstrap_expect": expect, "bind_addr": f"{node.address}:7946",
+                    **cluster},
+        "partition": {"detection_timeout": "2s"},
+    }
+    node.start()
+    return node
+
+
+def states(node: NodeProcess) -> dict[str, str]:
+    with node.client() as client:
+        members: list[dict[str, Any]] = client.get("/v1/cluster/members").json()
+    return {m["id"]: m["state"] for m in members}
+
+
+def wait_all_alive(nodes: list[NodeProcess]) -> None:
+    ids = {n.node_id for n in nodes}
+    for node in nodes:
+        wait_for(lambda node=node: states(node) == dict.fromkeys(ids, "alive"),  # type: ignore[misc]
+                 timeout=20, what=f"{node.node_id} to see {len(ids)} alive members")
+
+
+def start_cluster(factory: NodeFactory, tmp_path: Path, size: int, *, mtls: bool = False) -> list[NodeProcess]:
+    key = gossip_key(tmp_path / "keys")
+    ca_dir = tmp_path / "ca" if mtls else None
+    first = cluster_node(factory, key, [], size, ca_dir=ca_dir)
+    seed = f"{first.address}:7946"
+    nodes = [first] + [cluster_node(factory, key, [seed], size, ca_dir=ca_dir) for _ in range(size - 1)]
+    wait_all_alive(nodes)
+    return nodes

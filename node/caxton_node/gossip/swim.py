@@ -60,6 +60,9 @@ class SwimConfig:
     retransmit_multiplier: int = 4
     max_updates_per_packet: int = 20
     reap_failed_after: float = 3600.0
+    # Failed members are not probed; a node retries one of them this often, so both
+    # sides of a healed partition find each other again (Serf's reconnect).
+    reconnect_interval: float = 2.0
 
 
 @dataclass
@@ -96,6 +99,7 @@ class Swim:
         self._probe: _Probe | None = None
         self._next_probe = now
         self._next_gossip = now
+        self._next_reconnect = now + config.reconnect_interval
         self._seq = 0
         self._relays: dict[int, _Relay] = {}
         self.listeners: list[Listener] = []
@@ -260,8 +264,21 @@ class Swim:
                 others = self._others()
                 for member in self.rng.sample(others, min(self.config.fanout, len(others))):
                     out.append((member.addr, self._packet("gossip")))
+        if now >= self._next_reconnect:
+            self._next_reconnect = now + self.config.reconnect_interval
+            self._reconnect(out)
         self._relays = {seq: r for seq, r in self._relays.items() if r.expires > now}
         return out
+
+    def _reconnect(self, out: list[Send]) -> None:
+        failed = [m for m in self.members.values() if m.state == State.FAILED]
+        if not failed:
+            return
+        target = self.rng.choice(failed)
+        packet = self._packet("join", seq=self._next_seq())
+        # Tell it how we see it (so it refutes) and how we are (so it takes us back).
+        packet["u"] = [*packet["u"], target.as_update(), self.me.as_update()]
+        out.append((target.addr, packet))
 
     def _start_probe(self, now: float, out: list[Send]) -> None:
         if self._probe is not None:

@@ -72,6 +72,8 @@ class Router:
         self.agents: dict[str, AgentSlot] = {}
         self.mailboxes: dict[str, deque[Message]] = {}
         self.remote: Callable[[Message], bool] | None = None  # set by clustering
+        # Restored from the journal for receivers on other nodes; the forwarder sends them on.
+        self.parked: deque[tuple[Message, float]] = deque()
         self.circuit_open = False
         self._ready: deque[AgentSlot] = deque()
         self._scheduled: set[str] = set()

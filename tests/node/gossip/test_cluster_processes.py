@@ -2,59 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from tests.support.nodes import NodeFactory, NodeProcess
+from tests.support.nodes import NodeFactory, cluster_node, gossip_key, start_cluster, states, wait_all_alive
 from tests.support.waiting import wait_for
-
-GOSSIP = {"gossip_interval": "100ms", "probe_interval": "500ms", "probe_timeout": "200ms",
-          "suspicion_multiplier": 2}
-
-
-def gossip_key(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "gossip.key"
-    if not path.exists():
-        path.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
-    return path
-
-
-def cluster_node(factory: NodeFactory, key: Path, seeds: list[str], expect: int) -> NodeProcess:
-    node = factory(start=False, security={"cluster": {"gossip_key_file": str(key)}})
-    node.extra_config["coordination"] = {"cluster": {
-        **GOSSIP, "seeds": seeds, "bootstrap_expect": expect, "bind_addr": f"{node.address}:7946",
-    }}
-    node.start()
-    return node
-
-
-def states(node: NodeProcess) -> dict[str, str]:
-    with node.client() as client:
-        members: list[dict[str, Any]] = client.get("/v1/cluster/members").json()
-    return {m["id"]: m["state"] for m in members}
-
-
-def start_cluster(factory: NodeFactory, tmp_path: Path, size: int) -> list[NodeProcess]:
-    key = gossip_key(tmp_path / "keys")
-    first = cluster_node(factory, key, [], size)
-    seed = f"{first.address}:7946"
-    nodes = [first] + [cluster_node(factory, key, [seed], size) for _ in range(size - 1)]
-    wait_all_alive(nodes)
-    return nodes
-
-
-def wait_all_alive(nodes: list[NodeProcess]) -> None:
-    ids = {n.node_id for n in nodes}
-    for node in nodes:
-        wait_for(lambda node=node: states(node) == dict.fromkeys(ids, "alive"),  # type: ignore[misc]
-                 timeout=20, what=f"{node.node_id} to see {len(ids)} alive members")
 
 
 def test_three_nodes_converge_and_report_members(node_factory: NodeFactory, tmp_path: Path) -> None:

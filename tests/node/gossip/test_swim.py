@@ -128,3 +128,18 @@ def test_precedence_rules() -> None:
     assert not _overrides(State.ALIVE, 1, State.FAILED, 1)
     assert _overrides(State.ALIVE, 2, State.FAILED, 1)
     assert not _overrides(State.SUSPECT, 0, State.ALIVE, 1)
+
+
+def test_both_sides_of_a_healed_partition_find_each_other_again() -> None:
+    net = Network(5)
+    net.join_all()
+    net.run(2.0)
+    minority, majority = {"n3", "n4"}, {"n0", "n1", "n2"}
+    net.cut |= {frozenset((a, b)) for a in minority for b in majority}
+    net.run(20.0)
+    assert net.view("n0")["n3"] == State.FAILED
+    assert net.view("n3")["n0"] == State.FAILED
+    net.cut.clear()
+    net.run(15.0)
+    for node_id in net.nodes:
+        assert set(net.view(node_id).values()) == {State.ALIVE}, (node_id, net.view(node_id))

@@ -1,0 +1,265 @@
+"""Cross-node delivery and partition handling.
+
+The agent directory comes from gossip: every member publishes the names it
+serves (agents and client mailboxes). A message for a name served elsewhere
+goes into that peer's outbox, which is journaled like a local queue and sent
+over the mTLS channel in order; it leaves the outbox only when the peer acks it.
+
+Policy for a message whose peer is failed or unreachable (docs/clustering.md):
+it waits in the outbox, and follows its receiver if the directory moves it to
+another node; if nothing serves it after `max_hold`, it is dead-lettered.
+
+Partitions: a node that reaches fewer than quorum members for longer than
+`detection_timeout` is on the minority side; it turns read-only (deploy and
+remove refused) and keeps queuing cross-partition messages, up to a bound. When
+the quorum is back it replays the outboxes in order, exactly once (receivers
+drop repeats by message id).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from typing import TYPE_CHECKING, Any
+
+from caxton_node.messages import Message, MessageError, parse_message
+from caxton_node.peers.channel import ChannelError, PeerConnection
+from caxton_node.routing.router import QueueFull, UnknownReceiver
+
+if TYPE_CHECKING:
+    import ssl
+
+    from caxton_node.node import Node
+
+log = logging.getLogger("caxton.peers")
+
+BATCH = 64
+MAX_NAMES = 500  # names published per node through gossip
+
+
+def message_from_wire(data: dict[str, Any]) -> Message:
+    msg = parse_message(data)
+    msg.id = str(data["id"])
+    msg.ts_ms = int(data.get("ts_ms", msg.ts_ms))
+    return msg
+
+
+class Forwarder:
+    def __init__(self, node: Node, tls: ssl.SSLContext | None, *, source: str | None = None,
+                 max_queued: int = 100_000, max_hold: float = 600.0) -> None:
+        self.node = node
+        self.tls = tls
+        self.source = source
+        self.max_queued = max_queued
+        self.max_hold = max_hold
+        self.outboxes: dict[str, deque[tuple[Message, float]]] = {}
+        self._connections: dict[str, PeerConnection] = {}
+        self._retry_at: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        # Learned return paths: a sender we heard from through a peer lives on that peer.
+        self._return_routes: OrderedDict[str, str] = OrderedDict()
+        self._minority_since: float | None = None
+        self._partitioned = False
+        self._replaying = False
+        self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # -- the directory ------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        router = self.node.router
+        return sorted([*router.agents, *router.mailboxes])[:MAX_NAMES]
+
+    def locate(self, name: str) -> dict[str, Any] | None:
+        """Where `name` is served: the gossip directory first, then learned return paths."""
+        membership = self.node.membership
+        if membership is None:
+            return None
+        members = membership.swim.members
+        for member in members.values():
+            if member.id != membership.swim.id and name in member.meta.get("names", ()):
+                return {"id": member.id, "addr": member.addr, "state": member.state.name.lower()}
+        peer = self._return_routes.get(name)
+        if peer is not None and peer in members:
+            return {"id": peer, "addr": members[peer].addr, "state": members[peer].state.name.lower()}
+        return None
+
+    # -- accepting messages ------------------------------------------------------------------
+
+    def queued(self) -> int:
+        with self._lock:
+            return sum(len(box) for box in self.outboxes.values())
+
+    def forward(self, msg: Message) -> bool:
+        """Router hook: queue `msg` for the node serving its receiver; False if none does."""
+        where = self.locate(msg.receiver)
+        if where is None:
+            return False
+        with self._lock:
+            if sum(len(box) for box in self.outboxes.values()) >= self.max_queued:
+                raise QueueFull(f"outbound queue is full ({self.max_queued} messages)")
+            self.outboxes.setdefault(where["id"], deque()).append((msg, time.monotonic()))
+        self.node.store.enqueued(msg)
+        self._wake.set()
+        return True
+
+    def receive(self, data: dict[str, Any], peer: str) -> tuple[bool, str]:
+        """Channel handler: a message from a peer for a name served here."""
+        try:
+            msg = message_from_wire(data)
+        except (MessageError, KeyError, ValueError) as err:
+            return False, f"invalid: {err}"
+        self._return_routes[msg.sender] = peer
+        self._return_routes.move_to_end(msg.sender)
+        if len(self._return_routes) > 100_000:
+            self._return_routes.popitem(last=False)
+        try:
+            self.node.router.route(msg)
+        except QueueFull:
+            return False, "queue_full"
+        except UnknownReceiver:
+            return False, "unknown_receiver"
+        return True, ""
+
+    # -- the sender loop ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(0.1)
+            self._wake.clear()
+            now = time.monotonic()
+            try:
+                self._check_partition(now)
+                self._forward_parked(now)
+                for peer in list(self.outboxes):
+                    self._flush_peer(peer, now)
+                if self._replaying and self.queued() == 0:
+                    self._replaying = False
+                    log.info("Cluster synchronized")
+            except Exception:
+                log.exception("forwarder loop failed")
+
+    def _flush_peer(self, peer: str, now: float) -> None:
+        if now < self._retry_at.get(peer, 0.0):
+            return
+        membership = self.node.membership
+        member = membership.swim.members.get(peer) if membership else None
+        with self._lock:
+            box = self.outboxes.get(peer)
+            batch = list(box)[:BATCH] if box else []
+        if not batch:
+            return
+        if member is None or member.state.name in ("FAILED", "LEFT"):
+            self._reroute(peer, now)
+            return
+        conn = self._connections.get(peer)
+        if conn is None or conn.addr != member.addr:
+            if conn is not None:
+                conn.close()
+            conn = self._connections[peer] = PeerConnection(self.node.id, peer, member.addr, self.tls, self.source)
+        try:
+            results = conn.send_batch([m.to_dict() for m, _ in batch])
+        except (OSError, ChannelError, ValueError) as err:
+            conn.close()
+            self._retry_at[peer] = now + 0.5
+            log.debug("sending to %s failed: %s", peer, err)
+            return
+        done = 0
+        for (msg, _), (ok, error) in zip(batch, results, strict=True):
+            if ok:
+                self.node.store.delivered(msg.id)
+                done += 1
+            elif error == "queue_full":
+                self._retry_at[peer] = now + 0.2
+                break
+            else:
+                self.node.router._dead(msg, f"remote_{error}")
+                done += 1
+        with self._lock:
+            box = self.outboxes.get(peer)
+            for _ in range(done):
+                if box:
+                    box.popleft()
+        if done:
+            self._wake.set()
+
+    def _reroute(self, peer: str, now: float) -> None:
+        """The peer is gone: follow re-placed receivers, dead-letter what waited too long."""
+        with self._lock:
+            box = self.outboxes.get(peer, deque())
+            keep: deque[tuple[Message, float]] = deque()
+            moved: list[tuple[Message, float]] = []
+            for msg, since in box:
+                where = self.locate(msg.receiver)
+                if where is not None and where["id"] != peer:
+                    moved.append((msg, since))
+                elif now - since > self.max_hold:
+                    self.node.router._dead(msg, "peer_unavailable")
+                else:
+                    keep.append((msg, since))
+            self.outboxes[peer] = keep
+            for msg, since in moved:
+                where = self.locate(msg.receiver)
+                assert where is not None
+                self.outboxes.setdefault(where["id"], deque()).append((msg, since))
+        self._retry_at[peer] = now + 0.5
+
+    def _forward_parked(self, now: float) -> None:
+        """Messages restored from the journal for remote receivers, once gossip knows where they are."""
+        parked = self.node.router.parked
+        for _ in range(len(parked)):
+            msg, since = parked.popleft()
+            if self.locate(msg.receiver) is not None:
+                with self._lock:
+                    where = self.locate(msg.receiver)
+                    assert where is not None
+                    self.outboxes.setdefault(where["id"], deque()).append((msg, since))
+            elif now - since > self.max_hold:
+                self.node.router._dead(msg, "peer_unavailable")
+            else:
+                parked.append((msg, since))
+
+    # -- partitions -------------------------------------------------------------------------------
+
+    def _check_partition(self, now: float) -> None:
+        node = self.node
+        membership = node.membership
+        if membership is None:
+            return
+        counts = membership.counts()
+        reachable = counts["alive"] + counts["suspect"]
+        partition = node.config.coordination.partition
+        expected = max(node.config.coordination.cluster.bootstrap_expect, 1)
+        quorum = partition.quorum_size or expected // 2 + 1
+        if reachable < quorum:
+            if self._minority_since is None:
+                self._minority_since = now
+            if not self._partitioned and now - self._minority_since >= partition.detection_timeout:
+                self._partitioned = True
+                node.read_only_reason = (f"minority partition ({reachable} of {expected} members reachable, "
+                                         f"quorum {quorum})")
+                log.warning("Network partition detected: this node is on the minority side (%d of %d "
+                            "reachable, quorum %d); read-only, queuing writes", reachable, expected, quorum)
+            return
+        self._minority_since = None
+        if self._partitioned:
+            self._partitioned = False
+            node.read_only_reason = ""
+            log.info("Partition healed, merging state")
+            log.info("Replaying %d queued messages", self.queued())
+            self._replaying = True
+            self._retry_at.clear()
+            self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=2)
+        for conn in self._connections.values():
+            conn.close()

@@ -1,0 +1,61 @@
+"""Messages between agents on different nodes, over the mTLS peer channel."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.node.test_agents import collect, deploy
+from tests.support.nodes import NodeFactory, NodeProcess, cluster_node, gossip_key, start_cluster
+from tests.support.waiting import wait_for
+
+
+def send_when_known(node: NodeProcess, receiver: str, content: Any, conversation: str = "x") -> None:
+    """Retries while gossip has not yet told `node` where `receiver` lives."""
+    message = {"performative": "request", "sender": "tester", "receiver": receiver, "content": content,
+               "conversation_id": conversation}
+    with node.client() as client:
+        wait_for(lambda: client.post("/v1/messages", json=message).status_code == 202, timeout=15,
+                 what=f"{node.node_id} to route to {receiver}")
+
+
+def test_agents_answer_across_nodes_over_mtls(node_factory: NodeFactory, agents: dict[str, bytes],
+                                              tmp_path: Path) -> None:
+    a, b, _ = start_cluster(node_factory, tmp_path, 3, mtls=True)
+    with a.client() as client:
+        assert deploy(client, "echo", agents["echo"]).status_code == 201
+    with b.client() as client:
+        client.get("/v1/mailboxes/tester")  # open b's mailbox so replies can find their way back
+    send_when_known(b, "echo", 0)
+    with b.client() as client:
+        for i in range(1, 200):
+            assert client.post("/v1/messages", json={
+                "performative": "request", "sender": "tester", "receiver": "echo", "content": i,
+                "conversation_id": "x"}).status_code == 202
+        replies = collect(client, "tester", 200)
+    assert [r["content"]["content"] for r in replies] == list(range(200))
+    assert {r["sender"] for r in replies} == {"echo"}
+    with a.client() as client:
+        assert client.get("/v1/agents/echo").json()["handled"] == 200
+    metrics = httpx.get(b.metrics_url).text
+    assert 'caxton_messages_routed_total{destination="remote"} 200.0' in metrics
+
+
+def test_node_with_a_foreign_ca_cannot_deliver(node_factory: NodeFactory, agents: dict[str, bytes],
+                                               tmp_path: Path) -> None:
+    a, _ = start_cluster(node_factory, tmp_path, 2, mtls=True)
+    with a.client() as client:
+        assert deploy(client, "echo", agents["echo"]).status_code == 201
+    # Same gossip key (so it learns the directory), but a certificate from another CA.
+    rogue = cluster_node(node_factory, gossip_key(tmp_path / "keys"), [f"{a.address}:7946"], 3,
+                         ca_dir=tmp_path / "rogue-ca")
+    send_when_known(rogue, "echo", "let me in")
+    time.sleep(2)
+    with a.client() as client:
+        assert client.get("/v1/agents/echo").json()["handled"] == 0
+    with rogue.client() as client:
+        assert client.get("/v1/cluster/status").json()["queuedWrites"] == 1
+    assert "refused peer connection" in a.log_file.read_text()
