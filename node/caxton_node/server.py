@@ -115,6 +115,9 @@ def start_clustering(config: Config, node: Node, api_host: str, api_port: int) -
                       "agents": len(node.router.agents), "names": forwarder.names()},
     )
     channel = ChannelServer(split_host_port(cluster.bind_addr, 7946), forwarder.receive, server_tls)
+    if client_tls is not None:
+        membership.join_via = forwarder.join_over_channel
+        channel.join_handler = membership.handle_join
     node.membership, node.forwarder = membership, forwarder
     node.router.remote = forwarder.forward
     channel.start()

@@ -52,6 +52,9 @@ class Membership:
         self._thread = threading.Thread(target=self._run, name="gossip", daemon=True)
         self._last_join = 0.0
         self._last_meta = 0.0
+        # When set, joins go through this (the mTLS channel) instead of plain gossip, so a
+        # node whose certificate the cluster CA did not sign cannot join.
+        self.join_via: Callable[[Addr, dict[str, Any]], dict[str, Any] | None] | None = None
 
     @property
     def bound(self) -> Addr:
@@ -85,8 +88,23 @@ class Membership:
             return
         self._last_join = now
         addrs = [a for seed in self.seeds for a in resolve(seed) if a != self.swim.me.addr]
-        if addrs:
-            self._send(self.swim.join(addrs, now))
+        if not addrs:
+            return
+        sends = self.swim.join(addrs, now)
+        if self.join_via is None:
+            self._send(sends)
+            return
+        for addr, packet in sends:
+            sync = self.join_via(addr, packet)
+            if sync is not None:
+                self._send(self.swim.receive(sync, time.monotonic()))
+                return
+
+    def handle_join(self, packet: dict[str, Any]) -> dict[str, Any]:
+        """A join that arrived over the mTLS channel: answer with the full state sync."""
+        with self._lock:
+            replies = self.swim.receive(packet, time.monotonic())
+        return replies[0][1] if replies else {}
 
     def _run(self) -> None:
         while not self._stop.is_set():

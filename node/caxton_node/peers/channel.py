@@ -108,6 +108,7 @@ class Deduplicator:
 
 
 Handler = Callable[[dict[str, Any], str], tuple[bool, str]]
+JoinHandler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class ChannelServer:
@@ -115,6 +116,7 @@ class ChannelServer:
 
     def __init__(self, bind: tuple[str, int], handler: Handler, tls: ssl.SSLContext | None) -> None:
         self.handler = handler
+        self.join_handler: JoinHandler | None = None  # set by membership: gossip joins over mTLS
         self.tls = tls
         self.dedup = Deduplicator()
         self.refused = 0
@@ -151,6 +153,9 @@ class ChannelServer:
             verified = peer_common_name(conn)
             while not self._stop.is_set():
                 frame = recv_frame(conn)
+                if frame.get("t") == "join" and self.join_handler is not None:
+                    send_frame(conn, {"t": "sync", "p": self.join_handler(frame["p"])})
+                    continue
                 if frame.get("t") != "msg":
                     continue
                 # With mTLS the certificate names the peer; without, we have only its word.
@@ -191,7 +196,7 @@ class PeerConnection:
         if self.tls is not None:
             sock = self.tls.wrap_socket(sock)
             cn = peer_common_name(sock)
-            if cn != self.peer_id:
+            if self.peer_id and cn != self.peer_id:
                 sock.close()
                 raise ChannelError(f"peer at {self.addr[0]}:{self.addr[1]} presented CN={cn!r}, "
                                    f"expected {self.peer_id!r}")
@@ -212,6 +217,16 @@ class PeerConnection:
             if frame.get("t") == "ack":
                 results[int(frame["seq"])] = (bool(frame["ok"]), str(frame.get("err", "")))
         return [results[first + i] for i in range(len(messages))]
+
+    def join(self, packet: dict[str, Any]) -> dict[str, Any]:
+        """Sends a gossip join over this (mTLS) connection and returns the peer's state sync."""
+        if self._sock is None:
+            self._sock = self._connect()
+        send_frame(self._sock, {"t": "join", "p": packet})
+        while True:
+            frame = recv_frame(self._sock)
+            if frame.get("t") == "sync":
+                return dict(frame["p"])
 
     def close(self) -> None:
         if self._sock is not None:

@@ -127,6 +127,17 @@ class Forwarder:
             return False, "unknown_receiver"
         return True, ""
 
+    def join_over_channel(self, addr: tuple[str, int], packet: dict[str, Any]) -> dict[str, Any] | None:
+        """Membership's join, carried over mTLS: refused unless both sides trust each other's CA."""
+        conn = PeerConnection(self.node.id, "", addr, self.tls, self.source)
+        try:
+            return conn.join(packet)
+        except (OSError, ChannelError, ValueError, KeyError) as err:
+            log.warning("join through %s:%d failed: %s", addr[0], addr[1], err)
+            return None
+        finally:
+            conn.close()
+
     # -- the sender loop ------------------------------------------------------------------------
 
     def _run(self) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from tests.node.test_agents import collect, deploy
-from tests.support.nodes import NodeFactory, NodeProcess, cluster_node, gossip_key, start_cluster
+from tests.support.nodes import NodeFactory, NodeProcess, cluster_node, gossip_key, start_cluster, states
 from tests.support.waiting import wait_for
 
 
@@ -44,18 +44,22 @@ def test_agents_answer_across_nodes_over_mtls(node_factory: NodeFactory, agents:
     assert 'caxton_messages_routed_total{destination="remote"} 200.0' in metrics
 
 
-def test_node_with_a_foreign_ca_cannot_deliver(node_factory: NodeFactory, agents: dict[str, bytes],
-                                               tmp_path: Path) -> None:
+def test_node_with_a_foreign_ca_cannot_join_or_deliver(node_factory: NodeFactory, agents: dict[str, bytes],
+                                                       tmp_path: Path) -> None:
     a, _ = start_cluster(node_factory, tmp_path, 2, mtls=True)
     with a.client() as client:
         assert deploy(client, "echo", agents["echo"]).status_code == 201
-    # Same gossip key (so it learns the directory), but a certificate from another CA.
+    # Same gossip key, but a certificate from another CA: the join over mTLS is refused.
     rogue = cluster_node(node_factory, gossip_key(tmp_path / "keys"), [f"{a.address}:7946"], 3,
                          ca_dir=tmp_path / "rogue-ca")
-    send_when_known(rogue, "echo", "let me in")
-    time.sleep(2)
+    wait_for(lambda: "refused peer connection" in a.log_file.read_text(), timeout=15,
+             what="the member to refuse the rogue's TLS handshake")
+    time.sleep(1)
+    assert rogue.node_id not in states(a)
+    assert set(states(rogue)) == {rogue.node_id}
+    with rogue.client() as client:
+        refused = client.post("/v1/messages", json={"performative": "request", "sender": "tester",
+                                                    "receiver": "echo", "content": "let me in"})
+        assert refused.status_code == 404
     with a.client() as client:
         assert client.get("/v1/agents/echo").json()["handled"] == 0
-    with rogue.client() as client:
-        assert client.get("/v1/cluster/status").json()["queuedWrites"] == 1
-    assert "refused peer connection" in a.log_file.read_text()
