@@ -18,8 +18,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from caxton_node.agents.wasm import AgentError, HostCalls, Limits, WasmEngine
 from caxton_node.config import Config, parse_duration, parse_size
+from caxton_node.events import EventLog
 from caxton_node.gossip.membership import Membership
 from caxton_node.metrics import NodeMetrics
 from caxton_node.peers.forwarder import Forwarder
@@ -60,6 +63,8 @@ class Node:
         self.read_only_reason = ""  # set by partition handling on the minority side
         self.membership: Membership | None = None  # set when the node gossips with peers
         self.forwarder: Forwarder | None = None  # cross-node delivery, with membership
+        self.events = EventLog()
+        self.events.attach()
         self._lock = threading.Lock()
         self._records: dict[str, AgentRecord] = {}
         self._restore()
@@ -316,7 +321,44 @@ class Node:
             "uptimeSeconds": round(time.time() - self.started_at, 1),
         }
 
+    def peer_http(self, timeout: float = 3.0) -> httpx.Client:
+        """An HTTP client whose connections leave from this node's own address, as its
+        gossip and peer traffic do (so network rules between nodes apply to it too)."""
+        source = self.membership.swim.me.addr[0] if self.membership else None
+        return httpx.Client(timeout=timeout, transport=httpx.HTTPTransport(local_address=source))
+
+    def partition_view(self) -> dict[str, Any]:
+        """Which members this node can reach, and which side of a partition it is on."""
+        status = self.cluster_status()
+        members = self.members()
+        reachable = sorted(m["id"] for m in members if m["state"] in ("alive", "suspect"))
+        unreachable = sorted(m["id"] for m in members if m["state"] == "failed")
+        has_quorum = len(reachable) >= status["quorum"]
+        return {
+            "node": self.id, "partitioned": bool(unreachable), "quorum": status["quorum"],
+            "side": "majority" if has_quorum else "minority",
+            "reachable": reachable, "unreachable": unreachable,
+        }
+
+    def performance(self) -> dict[str, Any]:
+        slots = list(self.router.agents.values())
+        latencies = sorted(self.router._latencies)
+
+        def pct(q: float) -> float:
+            return latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000 if latencies else 0.0
+
+        return {
+            "node": self.id,
+            "routingP50Ms": round(pct(0.5), 3), "routingP99Ms": round(pct(0.99), 3),
+            "messagesObserved": len(latencies),
+            "gossipRttMs": round(self.membership.last_rtt() * 1000, 3) if self.membership else 0.0,
+            "queueDepth": self.router.queue_depth(),
+            "agents": len(slots),
+            "targets": {"routingP99Ms": 1.0, "gossipRttMs": 50.0},
+        }
+
     def close(self) -> None:
+        self.events.detach()
         self.router.stop()
         for slot in list(self.router.agents.values()):
             if slot.instance is not None:

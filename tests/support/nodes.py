@@ -147,6 +147,12 @@ def issue_node_cert(ca_dir: Path, node_id: str) -> dict[str, Any]:
 def cluster_node(factory: NodeFactory, key: Path, seeds: list[str], expect: int, *,
                  ca_dir: Path | None = None, **cluster: Any) -> NodeProcess:
     node = factory(start=False)
+    # One API token per cluster, as the operator does: members call each other's API.
+    shared_token = key.with_name("api-token")
+    if not shared_token.exists():
+        shared_token.write_text(base64.b64encode(os.urandom(24)).decode())
+    node.root.mkdir(parents=True, exist_ok=True)
+    node.token_file.write_text(shared_token.read_text())
     security: dict[str, Any] = {"gossip_key_file": str(key)}
     if ca_dir is not None:
         security["mtls"] = issue_node_cert(ca_dir, node.node_id)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -23,6 +24,7 @@ from caxton_node.config import parse_duration
 from caxton_node.messages import MessageError, decode_message
 from caxton_node.node import Node, NodeError
 from caxton_node.routing.router import QueueFull, UnknownReceiver
+from caxton_node.verify import verify_cluster
 
 MAX_MODULE_BYTES = 32 * 2**20
 
@@ -226,5 +228,37 @@ def create_app(node: Node, token: str | None) -> FastAPI:
     @app.get("/v1/cluster/status", dependencies=auth)
     def status() -> dict[str, Any]:
         return node.cluster_status()
+
+    @app.get("/v1/cluster/partition", dependencies=auth)
+    def partition() -> dict[str, Any]:
+        return node.partition_view()
+
+    @app.get("/v1/cluster/performance", dependencies=auth)
+    def performance() -> dict[str, Any]:
+        return node.performance()
+
+    @app.get("/v1/cluster/events", dependencies=auth)
+    def events(since: int = 0) -> list[dict[str, Any]]:
+        return node.events.since(since)
+
+    @app.post("/v1/cluster/ping/{member_id}", dependencies=auth)
+    def ping(member_id: str) -> dict[str, Any]:
+        member = next((m for m in node.members() if m["id"] == member_id), None)
+        if member is None:
+            raise ApiError(404, "member_not_found", f"{member_id} is not a member known to {node.id}")
+        result: dict[str, Any] = {"node": member_id, "state": member["state"], "reachable": False}
+        if member.get("api"):
+            started = time.perf_counter()
+            try:
+                with node.peer_http(timeout=2) as http:
+                    ok = http.get(f"{member['api']}/healthz").status_code == 200
+                result.update(reachable=ok, rttMs=round((time.perf_counter() - started) * 1000, 3))
+            except httpx.HTTPError as err:
+                result["error"] = str(err)
+        return result
+
+    @app.get("/v1/cluster/verify", dependencies=auth)
+    def verify() -> dict[str, Any]:
+        return verify_cluster(node, token)
 
     return app

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.test_direct_mode import caxton
 from tests.node.cluster.test_cross_node import send_when_known
 from tests.node.test_agents import collect, deploy
 from tests.support.netfault import NetworkPartition, iptables_available
@@ -47,6 +48,7 @@ def test_minority_queues_and_replays_exactly_once_after_heal(
     send_when_known(writer, "echo", "before", conversation="p")
     with writer.client() as client:
         assert [r["content"]["content"] for r in collect(client, "tester", 1)] == ["before"]
+    wait_for(lambda: status(writer)["queuedWrites"] == 0, timeout=10, what="the first message to be acked")
 
     partition.cut([n.address for n in minority], [n.address for n in majority])
     wait_for(lambda: all(status(n)["readOnly"] for n in minority), timeout=30, what="the minority to go read-only")
@@ -65,6 +67,16 @@ def test_minority_queues_and_replays_exactly_once_after_heal(
                 "performative": "request", "sender": "tester", "receiver": "echo", "content": i,
                 "conversation_id": "p"}).status_code == 202
     assert status(writer)["queuedWrites"] == 50
+    # The runbook's view of it, on each side.
+    detected = caxton(writer, "cluster", "detect-partition")
+    assert detected.returncode == 3
+    assert detected.stdout.splitlines()[0] == "WARNING: Network partition detected"
+    assert f"Partition A: [{', '.join(sorted(n.node_id for n in minority))}] (minority)" in detected.stdout
+    minority_status = caxton(writer, "cluster", "status").stdout
+    assert "Status: DEGRADED (minority partition)" in minority_status
+    assert "Operations: READ-ONLY" in minority_status and "Queued writes: 50" in minority_status
+    assert "Status: HEALTHY (majority partition)" in caxton(home, "cluster", "status").stdout
+    assert caxton(writer, "cluster", "ping", home.node_id).returncode == 3
     with home.client() as client:
         assert client.get("/v1/agents/echo").json()["handled"] == 1
 
@@ -75,6 +87,9 @@ def test_minority_queues_and_replays_exactly_once_after_heal(
     with home.client() as client:
         assert client.get("/v1/agents/echo").json()["handled"] == 51
     wait_for(lambda: not status(writer)["readOnly"], timeout=20, what="the minority to be writable again")
-    log = writer.log_file.read_text()
+    watched = caxton(writer, "cluster", "watch", "--timeout", "1").stdout
     for line in ("Partition healed, merging state", "Replaying 50 queued messages", "Cluster synchronized"):
-        assert line in log
+        assert f"[INFO] {line}" in watched
+    assert caxton(writer, "cluster", "ping", home.node_id).returncode == 0
+    wait_for(lambda: caxton(writer, "cluster", "verify").returncode == 0, timeout=20, what="cluster verify OK")
+    assert caxton(home, "cluster", "detect-partition").stdout.startswith("No partition")
