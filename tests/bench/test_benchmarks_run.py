@@ -21,3 +21,17 @@ def test_node_benchmark_produces_its_figures(tmp_path: Path) -> None:
                             "agent_start_p50_ms", "agent_start_p99_ms", "rss_per_agent_kib_20"}
     assert all(value > 0 for name, value in figures.items() if not name.startswith("rss"))
     assert "routing_p99_us" in result.stdout
+
+
+def test_cluster_benchmark_produces_its_figures(tmp_path: Path) -> None:
+    out = tmp_path / "cluster.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.cluster", "--sizes", "3", "--messages", "100", "--skip-reference",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())["figures"]
+    assert set(figures) >= {"caxton_join_convergence_s_3", "caxton_failure_detection_s_3",
+                            "caxton_cross_node_p50_ms", "caxton_cross_node_p99_ms", "caxton_cross_node_msgs_per_s"}
+    assert all(value > 0 for value in figures.values())

@@ -63,9 +63,13 @@ def peer_common_name(sock: socket.socket) -> str:
     return ""
 
 
-def send_frame(sock: socket.socket, frame: dict[str, Any]) -> None:
+def encode_frame(frame: dict[str, Any]) -> bytes:
     body = msgpack.packb(frame, use_bin_type=True)
-    sock.sendall(_HEADER.pack(len(body)) + body)
+    return _HEADER.pack(len(body)) + body
+
+
+def send_frame(sock: socket.socket, frame: dict[str, Any]) -> None:
+    sock.sendall(encode_frame(frame))
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -208,9 +212,11 @@ class PeerConnection:
         if self._sock is None:
             self._sock = self._connect()
         first = self._seq + 1
+        frames = []
         for message in messages:
             self._seq += 1
-            send_frame(self._sock, {"t": "msg", "seq": self._seq, "from": self.local_id, "m": message})
+            frames.append(encode_frame({"t": "msg", "seq": self._seq, "from": self.local_id, "m": message}))
+        self._sock.sendall(b"".join(frames))  # one TLS record burst for the whole batch
         results: dict[int, tuple[bool, str]] = {}
         while len(results) < len(messages):
             frame = recv_frame(self._sock)

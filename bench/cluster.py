@@ -1,0 +1,282 @@
+"""Cluster benchmark: failure detection and join convergence (SWIM vs HashiCorp Serf),
+cross-node routing (Caxton's mTLS channel vs NATS request-reply).
+
+    python -m bench.cluster [--sizes 3,10,50] [--messages 5000] [--json out.json]
+
+Everything runs on loopback: Caxton members are Membership instances in this
+process on 127.0.3.N, Serf agents are `serf agent` processes on 127.0.4.N with
+the same probe settings (Serf's LAN defaults equal ours), NATS is two clustered
+`nats-server` processes. Ratios are Caxton / reference (lower is better for times).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from caxton_node import pki
+from caxton_node.config import load_config
+from caxton_node.gossip.membership import Membership
+from caxton_node.gossip.swim import SwimConfig
+from caxton_node.gossip.transport import Keyring
+from caxton_node.messages import Message
+from caxton_node.node import Node
+from caxton_node.server import start_clustering
+
+from bench.report import Targets, report
+from tests.support.agents import build_example_agents
+
+SWIM = SwimConfig(gossip_interval=0.2, fanout=3, probe_interval=1.0, probe_timeout=0.5, suspicion_multiplier=4)
+TARGETS: Targets = {
+    "caxton_cross_node_p99_ms": ("<=", 1.0),
+    "caxton_join_convergence_s_50": ("<=", 2.0),
+}
+POLL = 0.05
+
+
+def wait_until(check: Callable[[], bool], timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(POLL)
+    raise TimeoutError(f"condition not met within {timeout}s")
+
+
+# -- SWIM (ours) -----------------------------------------------------------------------------------
+
+def swim_cluster(size: int, keyring: Keyring) -> dict[str, float]:
+    members: list[Membership] = []
+    try:
+        def member(i: int, seeds: list[str]) -> Membership:
+            addr = (f"127.0.3.{i + 1}", 7946)
+            m = Membership(f"m{i}", bind=addr, advertise=addr, keyring=keyring, config=SWIM, seeds=seeds,
+                           meta=lambda: {})
+            m.start()
+            return m
+
+        members.append(member(0, []))
+        started = time.monotonic()
+        members += [member(i, ["127.0.3.1:7946"]) for i in range(1, size)]
+        wait_until(lambda: all(m.counts()["alive"] == size for m in members), 60)
+        join = time.monotonic() - started
+        victim = members.pop()
+        victim.stop(leave=False)  # a crash: no goodbye
+        detection = wait_until(lambda: all(m.counts()["failed"] == 1 for m in members), 120)
+        return {f"caxton_join_convergence_s_{size}": join, f"caxton_failure_detection_s_{size}": detection}
+    finally:
+        for m in members:
+            m.stop(leave=False)
+
+
+# -- Serf (reference) -------------------------------------------------------------------------------
+
+def serf_count(rpc: str, status: str) -> int:
+    """Members `rpc`'s agent sees in `status` (serf prints an empty line for none)."""
+    out = subprocess.run(["serf", "members", f"-rpc-addr={rpc}", f"-status={status}"], capture_output=True,
+                         text=True)
+    return sum(1 for line in out.stdout.splitlines() if line.strip()) if out.returncode == 0 else 0
+
+
+def serf_alive(rpc: str) -> int:
+    return serf_count(rpc, "alive")
+
+
+def serf_failed(rpc: str) -> int:
+    return serf_count(rpc, "failed")
+
+
+def serf_cluster(size: int, key: str) -> dict[str, float]:
+    procs: list[subprocess.Popen[bytes]] = []
+    rpcs = [f"127.0.4.{i + 1}:7373" for i in range(size)]
+
+    def agent(i: int, join: bool) -> subprocess.Popen[bytes]:
+        argv = ["serf", "agent", f"-node=s{i}", f"-bind=127.0.4.{i + 1}:7946", f"-rpc-addr={rpcs[i]}",
+                f"-encrypt={key}", "-log-level=err"]
+        if join:
+            argv.append("-join=127.0.4.1:7946")
+        return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    try:
+        procs.append(agent(0, False))
+        wait_until(lambda: serf_alive(rpcs[0]) == 1, 20)
+        started = time.monotonic()
+        procs += [agent(i, True) for i in range(1, size)]
+        with ThreadPoolExecutor(16) as pool:
+            wait_until(lambda: all(n == size for n in pool.map(serf_alive, rpcs)), 120)
+            join = time.monotonic() - started
+            victim = procs.pop()
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            live = rpcs[:-1]
+            detection = wait_until(lambda: all(n == 1 for n in pool.map(serf_failed, live)), 120)
+        return {f"serf_join_convergence_s_{size}": join, f"serf_failure_detection_s_{size}": detection}
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+# -- cross-node routing -------------------------------------------------------------------------------
+
+def caxton_routing(root: Path, messages: int) -> dict[str, float]:
+    ca_dir = root / "ca"
+    ca = pki.new_ca("bench-ca")
+    ca.write(ca_dir / "ca.crt", ca_dir / "ca.key")
+    key_file = root / "gossip.key"
+    key_file.write_text(base64.b64encode(os.urandom(32)).decode())
+    nodes, channels = [], []
+    for i, seeds in ((1, []), (2, ["127.0.3.101:7946"])):
+        node_id = f"r{i}"
+        pki.issue(ca, node_id).write(ca_dir / f"{node_id}.crt", ca_dir / f"{node_id}.key")
+        config = load_config({
+            "node": {"id": node_id, "data_dir": str(root / node_id), "api_addr": f"127.0.3.{100 + i}:8080"},
+            "coordination": {"cluster": {"bind_addr": f"127.0.3.{100 + i}:7946", "seeds": seeds,
+                                         "bootstrap_expect": 2}},
+            "security": {"cluster": {"gossip_key_file": str(key_file), "mtls": {
+                "enabled": True, "ca_cert": str(ca_dir / "ca.crt"), "node_cert": str(ca_dir / f"{node_id}.crt"),
+                "node_key": str(ca_dir / f"{node_id}.key")}}},
+            "agents": {"queue_capacity": 1_000_000},
+        })
+        node = Node(config)
+        channels.append(start_clustering(config, node, f"127.0.3.{100 + i}", 8080))
+        nodes.append(node)
+    home, caller = nodes
+    try:
+        home.deploy("echo", build_example_agents()["echo"])
+        caller.router.open_mailbox("bench")
+        assert caller.forwarder is not None
+        forwarder = caller.forwarder
+        wait_until(lambda: forwarder.locate("echo") is not None, 30)
+        latencies = []
+        for i in range(min(messages, 5000)):
+            started = time.perf_counter()
+            caller.router.route(Message("request", "bench", "echo", "lat", content=i))
+            if not caller.router.take_mailbox("bench", 1, timeout=5):
+                raise RuntimeError("no reply within 5s")
+            latencies.append(time.perf_counter() - started)
+        latencies.sort()
+        started = time.perf_counter()
+        for i in range(messages):
+            caller.router.route(Message("request", "bench", "echo", f"c{i % 8}", content=i))
+        got = 0
+        while got < messages:
+            got += len(caller.router.take_mailbox("bench", 100_000, timeout=5) or []) or 0
+            if time.perf_counter() - started > 300:
+                raise RuntimeError(f"only {got}/{messages} replies")
+        elapsed = time.perf_counter() - started
+        return {
+            "caxton_cross_node_p50_ms": latencies[len(latencies) // 2] * 1000,
+            "caxton_cross_node_p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+            "caxton_cross_node_msgs_per_s": messages / elapsed,
+        }
+    finally:
+        for node in nodes:
+            if node.membership:
+                node.membership.stop(leave=False)
+            if node.forwarder:
+                node.forwarder.stop()
+        for channel in channels:
+            if channel is not None:
+                channel.stop()
+        for node in nodes:
+            node.close()
+
+
+def nats_routing(root: Path, messages: int) -> dict[str, float]:
+    import nats  # bench-only dependency (pip install nats-py)
+
+    procs = []
+    for i, other in ((1, 2), (2, 1)):
+        procs.append(subprocess.Popen([
+            "nats-server", "-a", f"127.0.5.{i}", "-p", "4222", "--cluster", f"nats://127.0.5.{i}:6222",
+            "--routes", f"nats://127.0.5.{other}:6222", "--cluster_name", "bench",
+        ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    async def run() -> dict[str, float]:
+        responder = await nats.connect("nats://127.0.5.2:4222")
+        requester = await nats.connect("nats://127.0.5.1:4222")
+
+        async def echo(msg: Any) -> None:
+            await msg.respond(msg.data)
+
+        await responder.subscribe("echo", cb=echo)
+        await responder.flush()
+        for _ in range(100):  # until the route has propagated the subscription
+            try:
+                await requester.request("echo", b"warm", timeout=0.2)
+                break
+            except nats.errors.TimeoutError:
+                await asyncio.sleep(0.05)
+        latencies = []
+        for i in range(min(messages, 5000)):
+            started = time.perf_counter()
+            await requester.request("echo", str(i).encode(), timeout=5)
+            latencies.append(time.perf_counter() - started)
+        latencies.sort()
+        started = time.perf_counter()
+        await asyncio.gather(*(requester.request("echo", str(i).encode(), timeout=30) for i in range(messages)))
+        elapsed = time.perf_counter() - started
+        await requester.close()
+        await responder.close()
+        return {
+            "nats_cross_node_p50_ms": latencies[len(latencies) // 2] * 1000,
+            "nats_cross_node_p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+            "nats_cross_node_msgs_per_s": messages / elapsed,
+        }
+
+    try:
+        time.sleep(1.0)
+        return asyncio.run(run())
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="3,10,50")
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--skip-reference", action="store_true", help="run Caxton only (no Serf, no NATS)")
+    args = parser.parse_args()
+    figures: dict[str, float] = {}
+    keyring = Keyring([os.urandom(32)])
+    serf_key = base64.b64encode(os.urandom(32)).decode()
+    have_serf = shutil.which("serf") is not None and not args.skip_reference
+    for size in (int(s) for s in args.sizes.split(",") if s):
+        figures.update(swim_cluster(size, keyring))
+        if have_serf:
+            figures.update(serf_cluster(size, serf_key))
+            for kind in ("join_convergence", "failure_detection"):
+                ours, theirs = figures[f"caxton_{kind}_s_{size}"], figures[f"serf_{kind}_s_{size}"]
+                figures[f"ratio_{kind}_{size}"] = ours / theirs if theirs else 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        figures.update(caxton_routing(Path(tmp), args.messages))
+        if shutil.which("nats-server") and not args.skip_reference:
+            try:
+                figures.update(nats_routing(Path(tmp), args.messages))
+                for ratio_name, ours_name, theirs_name in (
+                    ("ratio_cross_node_p99", "caxton_cross_node_p99_ms", "nats_cross_node_p99_ms"),
+                    ("ratio_cross_node_msgs_per_s", "caxton_cross_node_msgs_per_s", "nats_cross_node_msgs_per_s"),
+                ):
+                    figures[ratio_name] = figures[ours_name] / figures[theirs_name]
+            except ImportError:
+                print("nats-py not installed: pip install nats-py for the NATS comparison")
+    report(figures, TARGETS, args.json)
+
+
+if __name__ == "__main__":
+    main()
