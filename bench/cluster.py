@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import multiprocessing
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -55,29 +57,77 @@ def wait_until(check: Callable[[], bool], timeout: float) -> float:
 
 
 # -- SWIM (ours) -----------------------------------------------------------------------------------
+# Members run in a few worker processes (like Serf's separate agents, they must not share one GIL).
 
-def swim_cluster(size: int, keyring: Keyring) -> dict[str, float]:
-    members: list[Membership] = []
+WORKERS = 4
+
+
+def _swim_worker(indices: list[int], size: int, key: bytes, conn: Connection) -> None:
+    members: dict[int, Membership] = {}
+    keyring = Keyring([key])
+    for i in indices:
+        addr = (f"127.0.3.{i + 1}", 7946)
+        members[i] = Membership(f"m{i}", bind=addr, advertise=addr, keyring=keyring, config=SWIM,
+                                seeds=[] if i == 0 else ["127.0.3.1:7946"], meta=dict)
+    conn.send("bound")
+    while True:
+        command, arg = conn.recv()
+        if command == "start":
+            for m in members.values():
+                m.start()
+            conn.send("started")
+        elif command == "counts":
+            conn.send([m.counts() for m in members.values()])
+        elif command == "kill":
+            members.pop(arg).stop(leave=False)  # a crash: no goodbye
+            conn.send("killed")
+        elif command == "stop":
+            for m in members.values():
+                m.stop(leave=False)
+            conn.send("stopped")
+            return
+
+
+def swim_cluster(size: int, key: bytes) -> dict[str, float]:
+    ctx = multiprocessing.get_context("spawn")
+    groups = [[i for i in range(size) if i % WORKERS == w] for w in range(min(WORKERS, size))]
+    pipes, procs = [], []
+    for group in groups:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_swim_worker, args=(group, size, key, child), daemon=True)
+        proc.start()
+        pipes.append(parent)
+        procs.append(proc)
+
+    def ask(command: str, arg: object = None) -> list[object]:
+        for pipe in pipes:
+            pipe.send((command, arg))
+        return [pipe.recv() for pipe in pipes]
+
+    def counts() -> list[dict[str, int]]:
+        return [c for group in ask("counts") for c in group]  # type: ignore[attr-defined]
+
     try:
-        def member(i: int, seeds: list[str]) -> Membership:
-            addr = (f"127.0.3.{i + 1}", 7946)
-            m = Membership(f"m{i}", bind=addr, advertise=addr, keyring=keyring, config=SWIM, seeds=seeds,
-                           meta=lambda: {})
-            m.start()
-            return m
-
-        members.append(member(0, []))
+        for pipe in pipes:
+            pipe.recv()  # sockets bound
+        pipes[0].send(("start", None))
+        pipes[0].recv()  # the seed (m0) first
         started = time.monotonic()
-        members += [member(i, ["127.0.3.1:7946"]) for i in range(1, size)]
-        wait_until(lambda: all(m.counts()["alive"] == size for m in members), 60)
+        for pipe in pipes[1:]:
+            pipe.send(("start", None))
+        for pipe in pipes[1:]:
+            pipe.recv()
+        wait_until(lambda: all(c["alive"] == size for c in counts()), 60)
         join = time.monotonic() - started
-        victim = members.pop()
-        victim.stop(leave=False)  # a crash: no goodbye
-        detection = wait_until(lambda: all(m.counts()["failed"] == 1 for m in members), 120)
+        victim = size - 1
+        pipes[victim % WORKERS].send(("kill", victim))
+        pipes[victim % WORKERS].recv()
+        detection = wait_until(lambda: all(c["failed"] == 1 for c in counts()), 120)
         return {f"caxton_join_convergence_s_{size}": join, f"caxton_failure_detection_s_{size}": detection}
     finally:
-        for m in members:
-            m.stop(leave=False)
+        ask("stop")
+        for proc in procs:
+            proc.join(timeout=5)
 
 
 # -- Serf (reference) -------------------------------------------------------------------------------
@@ -253,11 +303,11 @@ def main() -> None:
     parser.add_argument("--skip-reference", action="store_true", help="run Caxton only (no Serf, no NATS)")
     args = parser.parse_args()
     figures: dict[str, float] = {}
-    keyring = Keyring([os.urandom(32)])
+    swim_key = os.urandom(32)
     serf_key = base64.b64encode(os.urandom(32)).decode()
     have_serf = shutil.which("serf") is not None and not args.skip_reference
     for size in (int(s) for s in args.sizes.split(",") if s):
-        figures.update(swim_cluster(size, keyring))
+        figures.update(swim_cluster(size, swim_key))
         if have_serf:
             figures.update(serf_cluster(size, serf_key))
             for kind in ("join_convergence", "failure_detection"):
