@@ -32,10 +32,10 @@ from caxton_node.config import load_config
 from caxton_node.gossip.membership import Membership
 from caxton_node.gossip.swim import SwimConfig
 from caxton_node.gossip.transport import Keyring
-from caxton_node.messages import Message
 from caxton_node.node import Node
 from caxton_node.server import start_clustering
 
+from bench.echo_load import burst, percentile, round_trips
 from bench.report import Targets, report
 from tests.support.agents import build_example_agents
 
@@ -209,27 +209,12 @@ def caxton_routing(root: Path, messages: int) -> dict[str, float]:
         assert caller.forwarder is not None
         forwarder = caller.forwarder
         wait_until(lambda: forwarder.locate("echo") is not None, 30)
-        latencies = []
-        for i in range(min(messages, 5000)):
-            started = time.perf_counter()
-            caller.router.route(Message("request", "bench", "echo", "lat", content=i))
-            if not caller.router.take_mailbox("bench", 1, timeout=5):
-                raise RuntimeError("no reply within 5s")
-            latencies.append(time.perf_counter() - started)
-        latencies.sort()
-        started = time.perf_counter()
-        for i in range(messages):
-            caller.router.route(Message("request", "bench", "echo", f"c{i % 8}", content=i))
-        got = 0
-        while got < messages:
-            got += len(caller.router.take_mailbox("bench", 100_000, timeout=5) or []) or 0
-            if time.perf_counter() - started > 300:
-                raise RuntimeError(f"only {got}/{messages} replies")
-        elapsed = time.perf_counter() - started
+        latencies = round_trips(caller.router, min(messages, 5000))
+        throughput = burst(caller.router, messages)
         return {
-            "caxton_cross_node_p50_ms": latencies[len(latencies) // 2] * 1000,
-            "caxton_cross_node_p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
-            "caxton_cross_node_msgs_per_s": messages / elapsed,
+            "caxton_cross_node_p50_ms": percentile(latencies, 0.5) * 1000,
+            "caxton_cross_node_p99_ms": percentile(latencies, 0.99) * 1000,
+            "caxton_cross_node_msgs_per_s": throughput,
         }
     finally:
         for node in nodes:
@@ -281,8 +266,8 @@ def nats_routing(root: Path, messages: int) -> dict[str, float]:
         await requester.close()
         await responder.close()
         return {
-            "nats_cross_node_p50_ms": latencies[len(latencies) // 2] * 1000,
-            "nats_cross_node_p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+            "nats_cross_node_p50_ms": percentile(latencies, 0.5) * 1000,
+            "nats_cross_node_p99_ms": percentile(latencies, 0.99) * 1000,
             "nats_cross_node_msgs_per_s": messages / elapsed,
         }
 

@@ -21,6 +21,7 @@ from caxton_node.messages import Message
 from caxton_node.node import Node
 from caxton_node.system import rss_bytes
 
+from bench.echo_load import burst, percentile, round_trips
 from bench.report import Targets, report
 from tests.support.agents import build_example_agents
 
@@ -32,11 +33,6 @@ TARGETS: Targets = {
     "rss_per_agent_kib_10000": ("<=", 64.0),
     "rss_per_agent_kib_1000": ("<=", 64.0),
 }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def new_node(root: Path, name: str) -> Node:
@@ -51,19 +47,8 @@ def bench_routing(root: Path, echo: bytes, messages: int) -> dict[str, float]:
     try:
         node.deploy("echo", echo)
         node.router.open_mailbox("bench")
-        latencies = []
-        for i in range(min(messages, 20_000)):
-            started = time.perf_counter()
-            node.router.route(Message("request", "bench", "echo", "latency", content=i))
-            if not node.router.take_mailbox("bench", 1, timeout=5):
-                raise RuntimeError("no reply within 5s")
-            latencies.append(time.perf_counter() - started)
-        batch = [Message("request", "bench", "echo", f"c{i % 16}", content=i) for i in range(messages)]
-        started = time.perf_counter()
-        for msg in batch:
-            node.router.route(msg)
-        _wait_mailbox(node, messages)
-        elapsed = time.perf_counter() - started
+        latencies = round_trips(node.router, min(messages, 20_000))
+        throughput = burst(node.router, messages)
         # Route-only: the cost of accepting a message for a local recipient (no Wasm).
         node.router.open_mailbox("sink")
         sink = [Message("inform", "bench", "sink", "c", content=i) for i in range(messages)]
@@ -74,20 +59,11 @@ def bench_routing(root: Path, echo: bytes, messages: int) -> dict[str, float]:
         return {
             "routing_p50_us": percentile(latencies, 0.50) * 1e6,
             "routing_p99_us": percentile(latencies, 0.99) * 1e6,
-            "echo_msgs_per_s": messages / elapsed,
+            "echo_msgs_per_s": throughput,
             "route_only_msgs_per_s": messages / route_elapsed,
         }
     finally:
         node.close()
-
-
-def _wait_mailbox(node: Node, count: int, timeout: float = 300) -> None:
-    got = 0
-    deadline = time.monotonic() + timeout
-    while got < count and time.monotonic() < deadline:
-        got += len(node.router.take_mailbox("bench", 100_000, timeout=0.1))
-    if got < count:
-        raise RuntimeError(f"only {got}/{count} replies arrived")
 
 
 def bench_start(root: Path, echo: bytes, starts: int) -> dict[str, float]:
@@ -96,12 +72,13 @@ def bench_start(root: Path, echo: bytes, starts: int) -> dict[str, float]:
         _, pre = node.engine.load(echo)
         host = HostCalls(send=lambda raw: 0, log=lambda level, text: None)
         limits = Limits(memory_bytes=1 << 20, deadline_seconds=0.01)
-        times = []
+        times: list[float] = []
         for _ in range(starts):
             t0 = time.perf_counter()
             instance = node.engine.instantiate(pre, limits, host)
             times.append(time.perf_counter() - t0)
             instance.close()
+        times.sort()
         return {"agent_start_p50_ms": percentile(times, 0.5) * 1e3,
                 "agent_start_p99_ms": percentile(times, 0.99) * 1e3}
     finally:
