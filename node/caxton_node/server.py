@@ -79,6 +79,12 @@ def advertise_address(config: Config, api_host: str) -> Addr:
     return "127.0.0.1", bind_port
 
 
+def load_level(queue_depth: int) -> int:
+    """Queue depth as an order of magnitude (0: idle ... 6: a million): gossiped, so it must
+    change only when the load really does, not with every message."""
+    return min(len(str(queue_depth)) if queue_depth else 0, 6)
+
+
 def start_clustering(config: Config, node: Node, api_host: str, api_port: int) -> ChannelServer | None:
     """Gossip membership, the mTLS peer channel and the forwarder; None for a single node."""
     key_file = config.security.cluster.gossip_key_file
@@ -112,7 +118,8 @@ def start_clustering(config: Config, node: Node, api_host: str, api_port: int) -
         node.id, bind=split_host_port(cluster.bind_addr, 7946), advertise=advertise, keyring=keyring,
         config=swim_config, seeds=list(cluster.seeds),
         meta=lambda: {"api": f"http://{api_advertised}:{api_port}", "version": node.version,
-                      "agents": len(node.router.agents), "names": forwarder.names()},
+                      "agents": len(node.router.agents), "load": load_level(node.router.queue_depth()),
+                      "names": forwarder.names()},
     )
     channel = ChannelServer(split_host_port(cluster.bind_addr, 7946), forwarder.receive, server_tls)
     if client_tls is not None:

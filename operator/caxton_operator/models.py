@@ -1,0 +1,169 @@
+"""The custom resources' specs as pydantic models: the one source of truth.
+
+`crdgen.py` turns these into the CRDs' OpenAPI schemas (crds/*.yaml are
+generated, and a test fails if they drift); the operator parses specs with the
+same models. Rules that span fields or compare with the old object are CEL
+(`x-kubernetes-validations`), each with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
+
+SEMVER = r"^v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$"
+DURATION = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+PERCENT = r"^([0-9]|[1-9][0-9]|100)(\.[0-9]+)?%$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
+DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+Duration = Annotated[str, Field(pattern=DURATION, description="a duration such as 500ms, 10s, 5m or 2160h")]
+Quantity = Annotated[str, Field(pattern=QUANTITY, description="a Kubernetes quantity such as 500m, 512Mi or 1Gi")]
+SemVer = Annotated[str, Field(pattern=SEMVER, description="a semantic version such as 1.2.0")]
+
+
+def rule(expression: str, message: str, *, reason: str = "FieldValueInvalid") -> JsonDict:
+    return {"rule": expression, "message": message, "reason": reason}
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class ObjectRef(Spec):
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_NAME, description="name in this namespace")]
+
+
+class KeyRef(ObjectRef):
+    key: Annotated[str, Field(min_length=1, max_length=253, description="the key holding the module")]
+
+
+# -- CaxtonCluster -------------------------------------------------------------------------------------
+
+class Resources(Spec):
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+
+
+class Storage(Spec):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [rule(
+        "!has(oldSelf.storageClassName) || (has(self.storageClassName) && "
+        "self.storageClassName == oldSelf.storageClassName)",
+        "storage.storageClassName is immutable: volumes cannot move between storage classes; "
+        "create a new cluster to change it", reason="FieldValueForbidden",
+    )]})
+    size: Quantity = "1Gi"
+    storage_class_name: str | None = Field(default=None, description="omit for the default StorageClass")
+
+
+class Gossip(Spec):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [rule(
+        "duration(self.probeTimeout) < duration(self.probeInterval)",
+        "gossip.probeTimeout must be shorter than gossip.probeInterval",
+    )]})
+    interval: Duration = "200ms"
+    fanout: Annotated[int, Field(ge=1, le=10)] = 3
+    probe_interval: Duration = "1s"
+    probe_timeout: Duration = "500ms"
+    suspicion_multiplier: Annotated[int, Field(ge=1, le=20)] = 4
+
+
+class Partition(Spec):
+    detection_timeout: Duration = "5s"
+    queue_writes: bool = True
+    quorum_size: Annotated[int, Field(ge=1)] | None = None
+
+
+class Tls(Spec):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [rule(
+        "duration(self.renewBefore) < duration(self.certDuration)",
+        "tls.renewBefore must be shorter than tls.certDuration",
+    )]})
+    enabled: bool = True
+    ca_secret_name: str = Field(default="", description="a Secret with ca.crt and ca.key; empty: the operator's CA")
+    cert_duration: Duration = "2160h"
+    renew_before: Duration = "720h"
+
+
+class Rebalance(Spec):
+    strategy: Literal["least-loaded", "none"] = "least-loaded"
+    threshold: Annotated[str, Field(pattern=PERCENT, description="imbalance that triggers a move, e.g. 20%")] = "20%"
+
+
+class CaxtonClusterSpec(Spec):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [rule(
+        "!has(self.partition.quorumSize) || self.partition.quorumSize <= self.replicas",
+        "partition.quorumSize cannot exceed replicas",
+    )]})
+    replicas: Annotated[int, Field(ge=1, le=100, description="number of nodes")] = 3
+    version: SemVer
+    image: str = Field(default="ghcr.io/caxton/caxton-node", description="image repository; the tag is the version")
+    resources: Resources = Field(default_factory=Resources)
+    storage: Storage = Field(default_factory=Storage)
+    gossip: Gossip = Field(default_factory=Gossip)
+    partition: Partition = Field(default_factory=Partition)
+    tls: Tls = Field(default_factory=Tls)
+    rebalance: Rebalance = Field(default_factory=Rebalance)
+
+
+# -- CaxtonUpgrade ---------------------------------------------------------------------------------------
+
+class Canary(Spec):
+    duration: Duration = "10m"
+    max_error_rate: Annotated[str, Field(pattern=PERCENT)] = "1%"
+    max_p99_latency: Duration = "10ms"
+
+
+class CaxtonUpgradeSpec(Spec):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [rule(
+        "self.clusterRef.name == oldSelf.clusterRef.name",
+        "clusterRef is immutable: create a new CaxtonUpgrade for another cluster",
+        reason="FieldValueForbidden",
+    )]})
+    cluster_ref: ObjectRef
+    version: SemVer
+    canary: Canary = Field(default_factory=Canary)
+    batch_size: Annotated[int, Field(ge=1, le=100)] = 1
+    auto_rollback: bool = True
+    paused: bool = False
+
+
+# -- CaxtonAgent --------------------------------------------------------------------------------------------
+
+class Module(Spec):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [rule(
+        "(has(self.configMapRef) ? 1 : 0) + (has(self.secretRef) ? 1 : 0) + (has(self.url) ? 1 : 0) == 1",
+        "module needs exactly one of configMapRef, secretRef or url",
+    )]})
+    config_map_ref: KeyRef | None = None
+    secret_ref: KeyRef | None = None
+    url: Annotated[str, Field(pattern=r"^https://", max_length=2048)] | None = None
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="hex sha256 of the module")]
+
+
+class AgentLimits(Spec):
+    memory: Quantity = "16Mi"
+    fuel: Annotated[int, Field(ge=1)] | None = None
+    deadline: Duration = "10ms"
+
+
+class CaxtonAgentSpec(Spec):
+    cluster_ref: ObjectRef
+    module: Module
+    replicas: Annotated[int, Field(ge=1, le=100)] = 1
+    limits: AgentLimits = Field(default_factory=AgentLimits)
+    priority: Literal["low", "normal", "high"] = "normal"
+
+
+KINDS: dict[str, type[Spec]] = {
+    "CaxtonCluster": CaxtonClusterSpec,
+    "CaxtonUpgrade": CaxtonUpgradeSpec,
+    "CaxtonAgent": CaxtonAgentSpec,
+}
+
+
+def parse_spec(kind: str, spec: dict[str, Any]) -> Spec:
+    return KINDS[kind].model_validate(spec)

@@ -1,0 +1,92 @@
+"""The API server itself refuses invalid custom resources, with a message that says what to fix."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.cluster import ClusterUnderTest
+
+SHA = "0" * 64
+
+
+def cluster_cr(name: str = "demo", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "caxton.dev/v1alpha1", "kind": "CaxtonCluster", "metadata": {"name": name},
+            "spec": {"version": "1.2.0", **spec}}
+
+
+def agent_cr(**module: Any) -> dict[str, Any]:
+    return {"apiVersion": "caxton.dev/v1alpha1", "kind": "CaxtonAgent", "metadata": {"name": "auctioneer"},
+            "spec": {"clusterRef": {"name": "demo"}, "module": {"sha256": SHA, **module}}}
+
+
+def apply(cluster: ClusterUnderTest, namespace: str, obj: dict[str, Any]) -> tuple[int, str]:
+    result = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(obj), check=False)
+    return result.returncode, result.stderr
+
+
+INVALID = [
+    ("negative replicas", cluster_cr(replicas=-1), "spec.replicas: Invalid value: -1"),
+    ("zero replicas", cluster_cr(replicas=0), "should be greater than or equal to 1"),
+    ("bad version", cluster_cr(version="1.2"), "spec.version in body should match"),
+    ("missing version", {**cluster_cr(), "spec": {"replicas": 3}}, "spec.version: Required value"),
+    ("unknown field", cluster_cr(replica=3), 'unknown field "spec.replica"'),
+    ("bad duration", cluster_cr(gossip={"interval": "fast"}), "spec.gossip.interval in body should match"),
+    ("probe timeout too long", cluster_cr(gossip={"probeInterval": "1s", "probeTimeout": "2s"}),
+     "gossip.probeTimeout must be shorter than gossip.probeInterval"),
+    ("renewBefore too long", cluster_cr(tls={"certDuration": "24h", "renewBefore": "48h"}),
+     "tls.renewBefore must be shorter than tls.certDuration"),
+    ("threshold over 100%", cluster_cr(rebalance={"threshold": "120%"}),
+     "spec.rebalance.threshold in body should match"),
+    ("quorum above replicas", cluster_cr(replicas=3, partition={"quorumSize": 5}),
+     "partition.quorumSize cannot exceed replicas"),
+    ("unknown strategy", cluster_cr(rebalance={"strategy": "random"}), 'Unsupported value: "random"'),
+    ("agent with two module sources",
+     agent_cr(configMapRef={"name": "m", "key": "agent.wasm"}, url="https://example.invalid/agent.wasm"),
+     "module needs exactly one of configMapRef, secretRef or url"),
+    ("agent with no module source", agent_cr(), "module needs exactly one of configMapRef, secretRef or url"),
+    ("agent with a bad sha256", {**agent_cr(url="https://example.invalid/a.wasm"),
+                                 "spec": {"clusterRef": {"name": "demo"},
+                                          "module": {"url": "https://example.invalid/a.wasm", "sha256": "xyz"}}},
+     "spec.module.sha256 in body should match"),
+]
+
+
+@pytest.mark.parametrize(("case", "obj", "message"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_resources_are_rejected_by_the_api_server(
+    crds: ClusterUnderTest, namespace: str, case: str, obj: dict[str, Any], message: str
+) -> None:
+    code, stderr = apply(crds, namespace, obj)
+    assert code != 0, f"{case} was accepted"
+    assert message in stderr, stderr
+
+
+def test_changing_an_immutable_field_is_rejected(crds: ClusterUnderTest, namespace: str) -> None:
+    assert apply(crds, namespace, cluster_cr(storage={"storageClassName": "standard"}))[0] == 0
+    code, stderr = apply(crds, namespace, cluster_cr(storage={"storageClassName": "fast"}))
+    assert code != 0
+    assert "storage.storageClassName is immutable" in stderr
+    upgrade: dict[str, Any] = {"apiVersion": "caxton.dev/v1alpha1", "kind": "CaxtonUpgrade", "metadata": {"name": "up"},
+               "spec": {"clusterRef": {"name": "demo"}, "version": "1.3.0"}}
+    assert apply(crds, namespace, upgrade)[0] == 0
+    upgrade["spec"]["clusterRef"] = {"name": "other"}
+    code, stderr = apply(crds, namespace, upgrade)
+    assert code != 0 and "clusterRef is immutable" in stderr
+
+
+def test_valid_cluster_gets_defaults_and_printer_columns(crds: ClusterUnderTest, namespace: str) -> None:
+    assert apply(crds, namespace, cluster_cr())[0] == 0
+    stored = json.loads(crds.kubectl("get", "cxc", "demo", "-n", namespace, "-o", "json").stdout)
+    spec = stored["spec"]
+    assert spec["replicas"] == 3
+    assert spec["gossip"] == {"interval": "200ms", "fanout": 3, "probeInterval": "1s", "probeTimeout": "500ms",
+                              "suspicionMultiplier": 4}
+    assert spec["tls"]["certDuration"] == "2160h"
+    header = crds.kubectl("get", "cxc", "-n", namespace).stdout.splitlines()[0].split()
+    assert header == ["NAME", "PHASE", "READY", "REPLICAS", "VERSION", "AGE"]
+    scaled = crds.kubectl("scale", "cxc", "demo", "-n", namespace, "--replicas=5")
+    assert "scaled" in scaled.stdout
+    assert json.loads(crds.kubectl("get", "cxc", "demo", "-n", namespace, "-o", "json").stdout)["spec"]["replicas"] == 5
