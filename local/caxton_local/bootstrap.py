@@ -1,8 +1,9 @@
 """Objects a fresh local cluster needs before workloads can run on it.
 
 A default StorageClass named `standard` (kind's name, so manifests work on both)
-served by the process kubelet's directory provisioner, and a wait for the
-process nodes and the `default` ServiceAccount, without which pod creation fails.
+served by the process kubelet's directory provisioner, CoreDNS's read-only RBAC,
+and a wait for the process nodes and the `default` ServiceAccount, without which
+pod creation fails.
 """
 
 from __future__ import annotations
@@ -37,6 +38,32 @@ def _ensure_storage_class(kube: Kube) -> None:
             raise
 
 
+def _ensure_coredns_rbac(kube: Kube) -> None:
+    """CoreDNS reads Services, EndpointSlices, Pods and Namespaces, nothing else."""
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "system:coredns"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"],
+             "verbs": ["list", "watch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "system:coredns"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:coredns"}],
+    }
+    for path, body in (("/apis/rbac.authorization.k8s.io/v1/clusterroles", role),
+                       ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding)):
+        try:
+            kube.create(path, body)
+        except KubeError as err:
+            if err.status != 409:
+                raise
+
+
 def _wait(what: str, check: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -46,10 +73,19 @@ def _wait(what: str, check: Callable[[], bool], timeout: float) -> None:
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def prepare_api(kubeconfig: Path) -> None:
+    """What must exist as soon as the apiserver answers, before CoreDNS and the kubelet start."""
+    kube = Kube(kubeconfig)
+    try:
+        _ensure_coredns_rbac(kube)
+        _ensure_storage_class(kube)
+    finally:
+        kube.close()
+
+
 def bootstrap_cluster(kubeconfig: Path, settings: Settings, *, log: Callable[[str], None]) -> None:
     kube = Kube(kubeconfig)
     try:
-        _ensure_storage_class(kube)
 
         def nodes_ready() -> bool:
             nodes = kube.get("/api/v1/nodes", labelSelector="caxton.dev/process-kubelet=true")["items"]

@@ -23,6 +23,7 @@ CLIENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "controller-manager": ("system:kube-controller-manager", ()),
     "scheduler": ("system:kube-scheduler", ()),
     "kubelet": ("caxton-process-kubelet", ("system:masters",)),
+    "coredns": ("system:coredns", ()),
 }
 
 

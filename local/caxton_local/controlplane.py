@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from caxton_local import procs, toolchain
+from caxton_local.bootstrap import bootstrap_cluster, prepare_api
 from caxton_local.certs import ensure_pki, write_kubeconfigs
 from caxton_local.layout import Layout, Settings
 
@@ -164,6 +165,12 @@ class ControlPlane:
                 f"https://127.0.0.1:{p.scheduler}/healthz",
             ),
             Component(
+                "coredns",
+                [str(binaries["coredns"]), "-conf", str(self.layout.root / "Corefile"),
+                 "-dns.port", "53"],
+                f"http://{s.dns_ip}:8181/ready",
+            ),
+            Component(
                 "kubelet",
                 [
                     sys.executable, "-m", "caxton_local.kubelet",
@@ -173,6 +180,32 @@ class ControlPlane:
                 "",
             ),
         ]
+
+    def _write_corefile(self) -> None:
+        s = self.settings
+        # Headless Services' records come from the kubelet (kubelet/dnsrecords.py): the API
+        # refuses loopback pod addresses in EndpointSlices.
+        self.layout.dns_hosts.parent.mkdir(parents=True, exist_ok=True)
+        self.layout.dns_hosts.touch()
+        (self.layout.root / "Corefile").write_text(f"""\
+.:53 {{
+    bind {s.dns_ip}
+    errors
+    ready {s.dns_ip}:8181
+    hosts {self.layout.dns_hosts} {s.cluster_domain} {{
+        reload 1s
+        fallthrough
+    }}
+    kubernetes {s.cluster_domain} in-addr.arpa ip6.arpa {{
+        kubeconfig {self.layout.kubeconfig("coredns")} caxton-local
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 5
+    }}
+    forward . /etc/resolv.conf
+    cache 5
+}}
+""")
 
     def _healthy(self, component: Component) -> bool:
         if not component.health_url:
@@ -221,10 +254,13 @@ class ControlPlane:
             link.symlink_to(path)
         ensure_pki(layout)
         write_kubeconfigs(layout, self.server)
+        self._write_corefile()
         timings: dict[str, float] = {}
         for component in self.components(binaries):
             pidfile = layout.pidfile(component.name)
             if procs.read_pidfile(pidfile) is not None and self._healthy(component):
+                if component.name == "kube-apiserver":
+                    prepare_api(self.kubeconfig)
                 continue
             procs.stop_pidfile(pidfile, grace=5)
             log(f"starting {component.name}")
@@ -233,14 +269,14 @@ class ControlPlane:
                 env=component.env,
             )
             timings[component.name] = self._wait_healthy(component, timeout=90)
-        from caxton_local.bootstrap import bootstrap_cluster
-
+            if component.name == "kube-apiserver":
+                prepare_api(self.kubeconfig)
         bootstrap_cluster(self.kubeconfig, self.settings, log=log)
         return timings
 
     def down(self, *, purge: bool = False, log: Callable[[str], None] = print) -> None:
         # Kubelet first (it stops the pods), then the controllers, then apiserver before etcd.
-        for name in ("kubelet", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
+        for name in ("kubelet", "coredns", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
             if procs.stop_pidfile(self.layout.pidfile(name), grace=20):
                 log(f"stopped {name}")
         from caxton_local.kubelet.runtime import kill_orphaned_pods

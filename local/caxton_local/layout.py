@@ -52,6 +52,10 @@ class Settings:
     pod_ip_first: str = "127.0.0.2"
     pod_ip_last: str = "127.0.0.254"
     service_cidr: str = "10.96.0.0/16"
+    # Cluster DNS (CoreDNS) listens on this address, port 53 (resolv.conf has no ports), so each
+    # instance needs its own; it lies outside the pod ranges.
+    dns_ip: str = "127.0.53.1"
+    cluster_domain: str = "cluster.local"
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,10 @@ class Layout:
     @property
     def volumes(self) -> Path:
         return self.root / "volumes"
+
+    @property
+    def dns_hosts(self) -> Path:
+        return self.root / "dns" / "hosts"
 
     @property
     def bin(self) -> Path:

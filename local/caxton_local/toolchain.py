@@ -108,7 +108,12 @@ HELM = Tool(
     packages={"helm": "helm.sh/helm/v3/cmd/helm"},
     ldflags=lambda version: [f"-X helm.sh/helm/v3/internal/version.version={version}"],
 )
-ALL_TOOLS = (ETCD, KUBERNETES, HELM)
+COREDNS = Tool(
+    name="coredns",
+    module="github.com/coredns/coredns",
+    packages={"coredns": "github.com/coredns/coredns"},
+)
+ALL_TOOLS = (ETCD, KUBERNETES, HELM, COREDNS)
 
 
 def cache_root() -> Path:

@@ -28,7 +28,7 @@ def test_kubectl_parses_the_server_version(cluster: ClusterUnderTest) -> None:
 def test_every_component_is_healthy(process_cluster: ClusterUnderTest) -> None:
     assert process_cluster.plane is not None
     status = {c.name: c for c in process_cluster.plane.status()}
-    assert set(status) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet"}
+    assert set(status) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "coredns", "kubelet"}
     unhealthy = [name for name, c in status.items() if not c.healthy]
     assert not unhealthy
     assert all(c.rss_bytes > 0 for c in status.values())

@@ -72,3 +72,26 @@ def test_go_version_check_refuses_known_bad_versions(
         toolchain.check_go()
     monkeypatch.setattr(toolchain, "go_version", lambda: (*SUPPORTED_GO, 8))
     assert toolchain.check_go() == f"{SUPPORTED_GO[0]}.{SUPPORTED_GO[1]}.8"
+
+
+def _pod(name: str, ip: str, *, ready: bool, ns: str = "ns") -> dict[str, object]:
+    return {"metadata": {"name": name, "namespace": ns, "labels": {"app": "web"}},
+            "spec": {"hostname": name, "subdomain": "web"},
+            "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def test_headless_service_records() -> None:
+    from caxton_local.kubelet.dnsrecords import hosts_lines
+
+    service = {"metadata": {"name": "web", "namespace": "ns"},
+               "spec": {"clusterIP": "None", "selector": {"app": "web"}}}
+    pods = [_pod("web-0", "127.0.1.2", ready=True), _pod("web-1", "127.0.1.3", ready=False),
+            _pod("web-0", "127.0.1.9", ready=True, ns="other")]
+    lines = hosts_lines([service], pods, "cluster.local")
+    assert lines == [
+        "127.0.1.2 web-0.web.ns.svc.cluster.local",
+        "127.0.1.2 web.ns.svc.cluster.local",
+        "127.0.1.3 web-1.web.ns.svc.cluster.local",
+    ]
+    service["spec"]["publishNotReadyAddresses"] = True  # type: ignore[index]
+    assert "127.0.1.3 web.ns.svc.cluster.local" in hosts_lines([service], pods, "cluster.local")

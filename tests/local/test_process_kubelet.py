@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from tests.local.manifests import pod, web_statefulset
 from tests.support.cluster import ClusterUnderTest, pod_ready
@@ -159,3 +162,40 @@ def test_pod_gets_service_account_credentials_and_hostname(process_cluster: Clus
     # The mounted token authenticates as the pod's service account (which may not list secrets).
     whoami = _proxy_get(c, namespace, "sa-0", "whoami")
     assert f"system:serviceaccount:{namespace}:default" in whoami, whoami
+
+
+DNS_PROBE = """
+import json, socket
+names = ["web-0.web", "web-1.web", "web"]
+out = {}
+for name in names:
+    try:
+        out[name] = sorted({info[4][0] for info in socket.getaddrinfo(name, 8080, socket.AF_INET)})
+    except OSError as err:
+        out[name] = str(err)
+open("/data/dns", "w").write(json.dumps(out))
+"""
+
+
+def test_pods_find_each_other_through_cluster_dns(process_cluster: ClusterUnderTest, namespace: str) -> None:
+    c = process_cluster
+    c.apply(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"clusterIP": "None", "selector": {"app": "web"}, "publishNotReadyAddresses": True,
+                 "ports": [{"name": "http", "port": 8080}]},
+    }), namespace)
+    c.apply(web_statefulset("web", 2, script='echo "$POD_NAME" > /data/name'), namespace)
+    def two_ready() -> list[dict[str, Any]] | None:
+        pods = _pods(c, namespace, "web")
+        return pods if len(pods) == 2 and all(pod_ready(p) for p in pods) else None
+
+    pods = wait_for(two_ready, timeout=120, what="2 web pods Ready")
+    ips = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods}
+    probe_script = Path(c.kubeconfig).parent / "dns_probe.py"
+    probe_script.write_text(DNS_PROBE)
+    c.apply(web_statefulset("dig", 1, script=f"python3 {probe_script}"), namespace)
+    wait_for(lambda: (p := _pods(c, namespace, "dig")) and pod_ready(p[0]), timeout=90, what="dig-0 Ready")
+    answers = json.loads(_proxy_get(c, namespace, "dig-0", "dns"))
+    assert answers["web-0.web"] == [ips["web-0"]]
+    assert answers["web-1.web"] == [ips["web-1"]]
+    assert answers["web"] == sorted(ips.values())

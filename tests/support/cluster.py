@@ -61,7 +61,7 @@ def start_cluster(state_root: Path) -> ClusterUnderTest:
         )
     # Its own address range, so a developer's `caxton local up` can keep running beside it.
     settings = Settings(ports=Ports(apiserver=free_port()), crash_backoff_seconds=1.0,
-                        pod_ip_first="127.0.1.2", pod_ip_last="127.0.1.254")
+                        pod_ip_first="127.0.1.2", pod_ip_last="127.0.1.254", dns_ip="127.0.53.2")
     plane = ControlPlane(Layout(state_root / "local"), settings)
     plane.up(log=lambda message: print(message, flush=True))
     return ClusterUnderTest(

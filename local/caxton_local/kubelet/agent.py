@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from caxton_local.kube import Kube, KubeError, Obj
+from caxton_local.kubelet.dnsrecords import DnsRecords
 from caxton_local.kubelet.images import ImageTable
 from caxton_local.kubelet.ipam import LoopbackIPAM
 from caxton_local.kubelet.nodes import NodeHeartbeat
@@ -44,9 +45,11 @@ class Kubelet:
         self.ipam = LoopbackIPAM(layout.kubelet / "ipam.json", settings.pod_ip_first, settings.pod_ip_last)
         self.images = ImageTable(layout.root / "images.yaml")
         self.provisioner = DirectoryProvisioner(self.kube, layout.volumes)
+        self.dns = DnsRecords(self.kube, layout.dns_hosts, settings.cluster_domain)
         self.config = RuntimeConfig(
             node_name="", apiserver_port=settings.ports.apiserver,
             crash_backoff=settings.crash_backoff_seconds, shim=shim_path(), layout=layout,
+            dns_ip=settings.dns_ip, cluster_domain=settings.cluster_domain,
         )
         self.workers: dict[str, PodWorker] = {}
         self._lock = threading.Lock()
@@ -139,6 +142,7 @@ class Kubelet:
                     last_beat = now
                 if now - last_provision >= PROVISION_PERIOD:
                     self.provisioner.sync()
+                    self.dns.sync()
                     last_provision = now
                 if self._wake.is_set() or now - last_sync >= RESYNC_PERIOD:
                     self._wake.clear()

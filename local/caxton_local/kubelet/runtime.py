@@ -53,6 +53,8 @@ class RuntimeConfig:
     crash_backoff: float
     shim: Path
     layout: Layout
+    dns_ip: str = ""
+    cluster_domain: str = "cluster.local"
 
 
 @dataclass
@@ -322,6 +324,9 @@ class PodWorker(threading.Thread):
             return
         argv[0] = executable
         mounts: list[Mount] = container_mounts(spec, self._volume_paths or {})
+        resolv = self._resolv_conf(pod)
+        if resolv is not None:
+            mounts.append(Mount(resolv, "/etc/resolv.conf", True))
         launch_spec = {
             "argv": argv, "env": env, "workingDir": spec.get("workingDir", ""),
             "hostname": pod["metadata"]["name"],
@@ -354,6 +359,29 @@ class PodWorker(threading.Thread):
             for kind in ("startupProbe", "livenessProbe", "readinessProbe") if spec.get(kind)
         }
         log.info("%s: started container %s (pid %d) on %s", self.key, container.name, proc.pid, self.pod_ip)
+
+    def _resolv_conf(self, pod: Obj) -> Path | None:
+        """The pod's /etc/resolv.conf per its dnsPolicy (ClusterFirst: the cluster DNS)."""
+        spec = pod["spec"]
+        policy = spec.get("dnsPolicy", "ClusterFirst")
+        if policy == "Default" or (policy == "ClusterFirst" and spec.get("hostNetwork")) or not self.config.dns_ip:
+            return None
+        ns, domain = pod["metadata"]["namespace"], self.config.cluster_domain
+        nameservers, searches, options = [], [], ["ndots:5"]
+        if policy != "None":
+            nameservers.append(self.config.dns_ip)
+            searches += [f"{ns}.svc.{domain}", f"svc.{domain}", domain]
+        dns_config = spec.get("dnsConfig") or {}
+        nameservers += dns_config.get("nameservers", [])
+        searches += dns_config.get("searches", [])
+        options += [o["name"] + (f":{o['value']}" if o.get("value") else "") for o in dns_config.get("options", [])]
+        path = self.pod_dir / "resolv.conf"
+        lines = [f"nameserver {n}" for n in nameservers]
+        if searches:
+            lines.append("search " + " ".join(searches))
+        lines.append("options " + " ".join(options))
+        path.write_text("\n".join(lines) + "\n")
+        return path
 
     def _check(self, state: ProbeState, container: Container) -> bool | None:
         """Runs `state`'s probe once and returns its (threshold-decided) result."""

@@ -63,6 +63,9 @@ class SwimConfig:
     # Failed members are not probed; a node retries one of them this often, so both
     # sides of a healed partition find each other again (Serf's reconnect).
     reconnect_interval: float = 2.0
+    # Every so often a node swaps its whole member list with a random member (memberlist's
+    # push-pull): SWIM spreads only changes, so a member that missed one learns it here.
+    push_pull_interval: float = 5.0
 
 
 @dataclass
@@ -100,6 +103,7 @@ class Swim:
         self._next_probe = now
         self._next_gossip = now
         self._next_reconnect = now + config.reconnect_interval
+        self._next_push_pull = now + config.push_pull_interval
         self._seq = 0
         self._relays: dict[int, _Relay] = {}
         self.listeners: list[Listener] = []
@@ -231,8 +235,7 @@ class Swim:
                 out.append((target.addr, self._packet("ping", seq=seq)))
         elif kind == "join":
             # A joiner gets everything we know, so it converges in one round trip.
-            out.append((sender_addr, {**self._packet("sync", seq=packet["seq"]),
-                                      "u": [m.as_update() for m in self.members.values()]}))
+            out.append((sender_addr, {**self._packet("sync", seq=packet["seq"]), "u": self._full_state()}))
         return out
 
     def _on_ack(self, packet: Packet, now: float, out: list[Send]) -> None:
@@ -267,6 +270,12 @@ class Swim:
         if now >= self._next_reconnect:
             self._next_reconnect = now + self.config.reconnect_interval
             self._reconnect(out)
+        if now >= self._next_push_pull:
+            self._next_push_pull = now + self.config.push_pull_interval
+            others = self._others()
+            if others:
+                target = self.rng.choice(others)
+                out.append((target.addr, {**self._packet("join", seq=self._next_seq()), "u": self._full_state()}))
         self._relays = {seq: r for seq, r in self._relays.items() if r.expires > now}
         return out
 
@@ -275,10 +284,12 @@ class Swim:
         if not failed:
             return
         target = self.rng.choice(failed)
-        packet = self._packet("join", seq=self._next_seq())
-        # Tell it how we see it (so it refutes) and how we are (so it takes us back).
-        packet["u"] = [*packet["u"], target.as_update(), self.me.as_update()]
-        out.append((target.addr, packet))
+        # Everything we know, including how we see it (so it refutes) and ourselves (so it takes us
+        # back); its sync answer brings us its view in turn.
+        out.append((target.addr, {**self._packet("join", seq=self._next_seq()), "u": self._full_state()}))
+
+    def _full_state(self) -> list[Packet]:
+        return [m.as_update() for m in self.members.values()]
 
     def _start_probe(self, now: float, out: list[Send]) -> None:
         if self._probe is not None:

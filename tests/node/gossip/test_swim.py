@@ -143,3 +143,18 @@ def test_both_sides_of_a_healed_partition_find_each_other_again() -> None:
     net.run(15.0)
     for node_id in net.nodes:
         assert set(net.view(node_id).values()) == {State.ALIVE}, (node_id, net.view(node_id))
+
+
+def test_a_restarted_member_learns_every_peer_even_when_nothing_changes() -> None:
+    net = Network(4)
+    net.join_all()
+    net.run(2.0)
+    net.down.add("n3")
+    net.run(20.0)
+    # It comes back and is first reached by a peer's reconnect, not through its own join.
+    fresh = Swim("n3", ("127.0.0.1", 7003), config=CONFIG, now=net.now, rng=random.Random(5))
+    net.nodes["n3"] = fresh
+    net.by_addr[fresh.me.addr] = fresh
+    net.down.clear()
+    net.run(CONFIG.reconnect_interval + CONFIG.push_pull_interval + 2.0)
+    assert net.view("n3") == {f"n{i}": State.ALIVE for i in range(4)}
