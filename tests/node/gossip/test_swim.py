@@ -44,6 +44,15 @@ class Network:
                 if node.id not in self.down:
                     self.deliver(node, node.tick(self.now))
 
+    def restart(self, node_id: str, seed: int) -> Swim:
+        """Replaces `node_id` with a fresh instance (incarnation 0) at the same address, reachable again."""
+        old = self.nodes[node_id]
+        fresh = Swim(node_id, old.me.addr, config=CONFIG, now=self.now, rng=random.Random(seed))
+        self.nodes[node_id] = fresh
+        self.by_addr[fresh.me.addr] = fresh
+        self.down.discard(node_id)
+        return fresh
+
     def view(self, of: str) -> dict[str, State]:
         return {m.id: m.state for m in self.nodes[of].members.values()}
 
@@ -98,10 +107,7 @@ def test_a_failed_member_rejoins_when_it_comes_back() -> None:
     net.run(20.0)
     assert net.view("n0")["n2"] == State.FAILED
     # Restarted: a fresh instance (incarnation 0) joins through the seed.
-    fresh = Swim("n2", ("127.0.0.1", 7002), config=CONFIG, now=net.now, rng=random.Random(99))
-    net.nodes["n2"] = fresh
-    net.by_addr[fresh.me.addr] = fresh
-    net.down.clear()
+    fresh = net.restart("n2", seed=99)
     net.deliver(fresh, fresh.join([net.nodes["n0"].me.addr], net.now))
     net.run(3.0)
     assert net.view("n0")["n2"] == State.ALIVE
@@ -152,9 +158,6 @@ def test_a_restarted_member_learns_every_peer_even_when_nothing_changes() -> Non
     net.down.add("n3")
     net.run(20.0)
     # It comes back and is first reached by a peer's reconnect, not through its own join.
-    fresh = Swim("n3", ("127.0.0.1", 7003), config=CONFIG, now=net.now, rng=random.Random(5))
-    net.nodes["n3"] = fresh
-    net.by_addr[fresh.me.addr] = fresh
-    net.down.clear()
+    net.restart("n3", seed=5)
     net.run(CONFIG.reconnect_interval + CONFIG.push_pull_interval + 2.0)
     assert net.view("n3") == {f"n{i}": State.ALIVE for i in range(4)}
