@@ -143,6 +143,8 @@ class ChannelServer:
             threading.Thread(target=self._serve, args=(conn, addr), name=f"peer-{addr[0]}", daemon=True).start()
 
     def _serve(self, conn: socket.socket, addr: tuple[str, int]) -> None:
+        # Small frames (acks) must not wait for Nagle's algorithm and delayed ACKs (~40 ms).
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             if self.tls is not None:
                 conn.settimeout(5)
@@ -197,6 +199,7 @@ class PeerConnection:
     def _connect(self) -> socket.socket:
         sock = socket.create_connection(self.addr, timeout=2,
                                         source_address=(self.source, 0) if self.source else None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls is not None:
             sock = self.tls.wrap_socket(sock)
             cn = peer_common_name(sock)
