@@ -27,7 +27,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from caxton_node import pki
 from caxton_node.config import load_config
 from caxton_node.gossip.membership import Membership
 from caxton_node.gossip.swim import SwimConfig
@@ -38,6 +37,7 @@ from caxton_node.server import start_clustering
 from bench.echo_load import burst, percentile, round_trips
 from bench.report import Targets, report
 from tests.support.agents import build_example_agents
+from tests.support.nodes import NodeFactory, gossip_key, issue_node_cert
 
 SWIM = SwimConfig(gossip_interval=0.2, fanout=3, probe_interval=1.0, probe_timeout=0.5, suspicion_multiplier=4)
 TARGETS: Targets = {
@@ -181,33 +181,33 @@ def serf_cluster(size: int, key: str) -> dict[str, float]:
 # -- cross-node routing -------------------------------------------------------------------------------
 
 def caxton_routing(root: Path, messages: int) -> dict[str, float]:
+    """The echo agent runs in a node process of its own (as NATS's responder has its own
+    server); the client side is a node in this process, driven through its router."""
     ca_dir = root / "ca"
-    ca = pki.new_ca("bench-ca")
-    ca.write(ca_dir / "ca.crt", ca_dir / "ca.key")
-    key_file = root / "gossip.key"
-    key_file.write_text(base64.b64encode(os.urandom(32)).decode())
-    nodes, channels = [], []
-    for i, seeds in ((1, []), (2, ["127.0.3.101:7946"])):
-        node_id = f"r{i}"
-        pki.issue(ca, node_id).write(ca_dir / f"{node_id}.crt", ca_dir / f"{node_id}.key")
-        config = load_config({
-            "node": {"id": node_id, "data_dir": str(root / node_id), "api_addr": f"127.0.3.{100 + i}:8080"},
-            "coordination": {"cluster": {"bind_addr": f"127.0.3.{100 + i}:7946", "seeds": seeds,
-                                         "bootstrap_expect": 2}},
-            "security": {"cluster": {"gossip_key_file": str(key_file), "mtls": {
-                "enabled": True, "ca_cert": str(ca_dir / "ca.crt"), "node_cert": str(ca_dir / f"{node_id}.crt"),
-                "node_key": str(ca_dir / f"{node_id}.key")}}},
-            "agents": {"queue_capacity": 1_000_000},
-        })
-        node = Node(config)
-        channels.append(start_clustering(config, node, f"127.0.3.{100 + i}", 8080))
-        nodes.append(node)
-    home, caller = nodes
+    key_file = gossip_key(root / "keys")
+    factory = NodeFactory(root / "nodes", prefix="127.0.6")
+    home = factory("home", start=False)
+    home.extra_config.update(
+        coordination={"cluster": {"bind_addr": f"{home.address}:7946", "bootstrap_expect": 2}},
+        security={"cluster": {"gossip_key_file": str(key_file), "mtls": issue_node_cert(ca_dir, "home")}},
+    )
+    home.start()
+    config = load_config({
+        "node": {"id": "caller", "data_dir": str(root / "caller"), "api_addr": "127.0.3.200:8080"},
+        "coordination": {"cluster": {"bind_addr": "127.0.3.200:7946", "seeds": [f"{home.address}:7946"],
+                                     "bootstrap_expect": 2}},
+        "security": {"cluster": {"gossip_key_file": str(key_file), "mtls": issue_node_cert(ca_dir, "caller")}},
+        "agents": {"queue_capacity": 1_000_000},
+    })
+    caller = Node(config)
+    channel = start_clustering(config, caller, "127.0.3.200", 8080)
     try:
-        home.deploy("echo", build_example_agents()["echo"])
+        with home.client() as client:
+            client.post("/v1/agents", json={"id": "echo", "wasm": base64.b64encode(
+                build_example_agents()["echo"]).decode()}).raise_for_status()
         caller.router.open_mailbox("bench")
-        assert caller.forwarder is not None
         forwarder = caller.forwarder
+        assert forwarder is not None
         wait_until(lambda: forwarder.locate("echo") is not None, 30)
         latencies = round_trips(caller.router, min(messages, 5000))
         throughput = burst(caller.router, messages)
@@ -217,16 +217,14 @@ def caxton_routing(root: Path, messages: int) -> dict[str, float]:
             "caxton_cross_node_msgs_per_s": throughput,
         }
     finally:
-        for node in nodes:
-            if node.membership:
-                node.membership.stop(leave=False)
-            if node.forwarder:
-                node.forwarder.stop()
-        for channel in channels:
-            if channel is not None:
-                channel.stop()
-        for node in nodes:
-            node.close()
+        if caller.membership:
+            caller.membership.stop(leave=False)
+        if caller.forwarder:
+            caller.forwarder.stop()
+        if channel is not None:
+            channel.stop()
+        caller.close()
+        factory.stop_all()
 
 
 def nats_routing(root: Path, messages: int) -> dict[str, float]:

@@ -9,17 +9,29 @@ import secrets
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from caxton_local.kubelet.ipam import addresses_with_listeners
 from caxton_node import pki
 
 from tests.support.waiting import wait_for
 
-_addresses = (f"127.0.2.{n}" for n in itertools.count(10))
+
+def _free_addresses(prefix: str) -> Iterator[str]:
+    """Addresses in `prefix`.10-254 that nothing listens on right now (another run may be using
+    some), each handed out once per session so no test inherits another's leftovers."""
+    for n in itertools.cycle(range(10, 255)):
+        address = f"{prefix}.{n}"
+        if address not in addresses_with_listeners():
+            yield address
+
+
+_ADDRESSES: dict[str, Iterator[str]] = {}
 
 
 @dataclass
@@ -101,12 +113,13 @@ class NodeProcess:
 
 
 class NodeFactory:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, prefix: str = "127.0.2") -> None:
         self.root = root
         self.nodes: list[NodeProcess] = []
+        self._addresses = _ADDRESSES.setdefault(prefix, _free_addresses(prefix))
 
     def __call__(self, node_id: str = "", *, start: bool = True, **extra: Any) -> NodeProcess:
-        address = next(_addresses)
+        address = next(self._addresses)
         node_id = node_id or f"node-{address.rsplit('.', 1)[1]}"
         node = NodeProcess(node_id, address, self.root / node_id, extra_config=extra)
         self.nodes.append(node)
