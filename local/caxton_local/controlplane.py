@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from caxton_node.system import rss_bytes
+
 from caxton_local import procs, toolchain
 from caxton_local.bootstrap import bootstrap_cluster, prepare_api
 from caxton_local.certs import ensure_pki, write_kubeconfigs
@@ -297,7 +299,7 @@ class ControlPlane:
             result.append(ComponentStatus(
                 name=component.name, pid=pid,
                 healthy=pid is not None and self._healthy(component),
-                rss_bytes=procs.rss_bytes(pid) if pid else 0, address=address,
+                rss_bytes=rss_bytes(pid) if pid else 0, address=address,
             ))
         return result
 

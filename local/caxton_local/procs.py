@@ -13,10 +13,6 @@ import subprocess
 import time
 from pathlib import Path
 
-from caxton_node.system import rss_bytes
-
-__all__ = ["read_pidfile", "rss_bytes", "start_daemon", "stop_group", "stop_pidfile", "write_pidfile"]
-
 
 def _start_ticks(pid: int) -> int | None:
     try:
