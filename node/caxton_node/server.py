@@ -90,8 +90,6 @@ def start_clustering(config: Config, node: Node, api_host: str, api_port: int) -
     key_file = config.security.cluster.gossip_key_file
     cluster = config.coordination.cluster
     if key_file is None:
-        if cluster.seeds or cluster.bootstrap_expect > 1:
-            raise ConfigError("clustering needs security.cluster.gossip_key_file (caxton security gossip-key)")
         log.info("no gossip key: running as a single node")
         return None
     try:
@@ -135,7 +133,15 @@ def start_clustering(config: Config, node: Node, api_host: str, api_port: int) -
     return channel
 
 
+def check_config(config: Config) -> None:
+    """What the schema cannot say: settings that only make sense together."""
+    cluster = config.coordination.cluster
+    if config.security.cluster.gossip_key_file is None and (cluster.seeds or cluster.bootstrap_expect > 1):
+        raise ConfigError("clustering needs security.cluster.gossip_key_file (caxton security gossip-key)")
+
+
 def serve(config: Config) -> None:
+    check_config(config)
     token = read_token(config.security.api.token_file)
     node = Node(config, version=node_version())
     api_host, api_port = split_host_port(config.node.api_addr, 8080)

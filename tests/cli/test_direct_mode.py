@@ -92,3 +92,20 @@ def test_errors_are_one_line_with_meaningful_exit_codes(node_factory: NodeFactor
     node.stop()
     down = caxton(node, "agents", "list")
     assert down.returncode == 2 and "cannot reach the node API" in down.stderr
+
+
+def test_server_start_refuses_a_bad_config_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("coordination:\n  cluster:\n    gossip_intervall: 1s\n")
+    result = subprocess.run([sys.executable, "-m", "caxton_cli", "server", "start", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: invalid configuration: coordination.cluster.gossip_intervall: unknown key"
+    )
+    config.write_text(f"node: {{data_dir: {tmp_path / 'data'}}}\ncoordination:\n  cluster:\n    seeds: [other:7946]\n")
+    result = subprocess.run([sys.executable, "-m", "caxton_cli", "server", "start", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "clustering needs security.cluster.gossip_key_file" in result.stderr
+    assert not (tmp_path / "data").exists()  # refused before touching anything
