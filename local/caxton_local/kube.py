@@ -96,6 +96,14 @@ class Kube:
             path, content=json.dumps(body), headers={"Content-Type": content_type}
         ))
 
+    def apply(self, path: str, body: Obj, *, manager: str) -> Obj:
+        """Server-side apply: only the fields `manager` sets are touched, and re-applying the
+        same object changes nothing."""
+        return self._check(self._http.patch(
+            path, content=json.dumps(body), params={"fieldManager": manager, "force": "true"},
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        ))
+
     def put(self, path: str, body: Obj) -> Obj:
         return self._check(self._http.put(path, json=body))
 

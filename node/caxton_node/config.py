@@ -7,6 +7,7 @@ Durations are written like the runbook (`200ms`, `1s`, `5m`) and held as seconds
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,6 +16,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _SIZE = re.compile(r"^\s*(\d+)\s*(Ki|Mi|Gi|K|M|G|B)?\s*$")
 
 
@@ -26,11 +28,15 @@ def parse_duration(value: Any) -> float:
     """'200ms' -> 0.2; plain numbers are seconds."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"not a duration: {value!r} (use e.g. 200ms, 1s, 5m)")
-    number, unit = float(match.group(1)), match.group(2) or "s"
-    return number * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    text = str(value).strip()
+    match = _DURATION.match(text)
+    if match:
+        return float(match.group(1)) * units[match.group(2) or "s"]
+    parts = _DURATION_PART.findall(text)
+    if parts and "".join(n + u for n, u in parts) == text:  # compound, as Go writes them: 1h30m
+        return sum(float(n) * units[u] for n, u in parts)
+    raise ValueError(f"not a duration: {value!r} (use e.g. 200ms, 1s, 5m, 1h30m)")
 
 
 def parse_size(value: Any) -> int:
@@ -133,9 +139,30 @@ def _describe(err: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def load_config(data: dict[str, Any] | None) -> Config:
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(value: Any, env: dict[str, str]) -> Any:
+    """Replaces ${VAR} in every string of `value` (one config serves every pod of a StatefulSet:
+    `node.id: ${POD_NAME}`); an unset variable is an error, not an empty string."""
+    if isinstance(value, str):
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env:
+                raise ConfigError(f"the configuration refers to ${{{name}}}, which is not set")
+            return env[name]
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: expand_env(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env) for v in value]
+    return value
+
+
+def load_config(data: dict[str, Any] | None, env: dict[str, str] | None = None) -> Config:
     try:
-        return Config.model_validate(data or {})
+        return Config.model_validate(expand_env(data or {}, dict(os.environ) if env is None else env))
     except ValidationError as err:
         raise ConfigError(f"invalid configuration: {_describe(err)}") from None
 

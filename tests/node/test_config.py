@@ -47,3 +47,13 @@ def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
         load_config_file(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config_file(tmp_path / "missing.yaml")
+
+
+def test_environment_references_are_expanded() -> None:
+    config = load_config({"node": {"id": "${POD_NAME}"},
+                          "coordination": {"cluster": {"advertise_addr": "${POD_IP}:7946"}}},
+                         env={"POD_NAME": "demo-1", "POD_IP": "127.0.0.7"})
+    assert config.node.id == "demo-1"
+    assert config.coordination.cluster.advertise_addr == "127.0.0.7:7946"
+    with pytest.raises(ConfigError, match=r"refers to \$\{MISSING\}"):
+        load_config({"node": {"id": "${MISSING}"}}, env={})

@@ -195,7 +195,9 @@ class PodWorker(threading.Thread):
             self._on_exit(self)
 
     def _sync(self) -> None:
-        pod = self.pod
+        # The downward API must see the pod's address before the first status is posted, as a
+        # real kubelet sets up the network before it starts any container.
+        pod = {**self.pod, "status": {**self.pod.get("status", {}), "podIP": self.pod_ip, "hostIP": "127.0.0.1"}}
         now = time.monotonic()
         if self._volume_paths is None or now - self._volumes_at > VOLUME_REFRESH:
             try:

@@ -81,9 +81,13 @@ def create_app(node: Node, token: str | None) -> FastAPI:
         return JSONResponse({"code": "invalid_request", "message": problems}, status_code=400)
 
     def authorized(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if token is None or scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip(), token):
+        # Through the API server's pod proxy the Authorization header is the proxy's own, so the
+        # token may also come as X-Caxton-Token.
+        presented = request.headers.get("x-caxton-token", "")
+        if not presented:
+            scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+            presented = bearer if scheme.lower() == "bearer" else ""
+        if token is None or not presented or not hmac.compare_digest(presented.strip(), token):
             raise ApiError(401, "unauthorized", "missing or wrong bearer token")
 
     auth = [Depends(authorized)]

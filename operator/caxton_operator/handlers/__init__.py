@@ -1,0 +1,1 @@
+"""Kopf handlers: gather the world, call the pure builders, apply, write status."""

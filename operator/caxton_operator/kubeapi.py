@@ -1,0 +1,61 @@
+"""The operator's API access: one client, object paths, and create-or-apply helpers."""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from caxton_local.kube import Kube, KubeError
+
+Obj = dict[str, Any]
+MANAGER = "caxton-operator"
+
+_PLURALS = {"ConfigMap": "configmaps", "Secret": "secrets", "Service": "services",
+            "StatefulSet": "statefulsets", "PodDisruptionBudget": "poddisruptionbudgets"}
+
+
+@functools.cache
+def client() -> Kube:
+    return Kube(os.environ.get("KUBECONFIG") or None)
+
+
+def object_path(obj: Obj) -> str:
+    api = obj["apiVersion"]
+    prefix = "/api/v1" if api == "v1" else f"/apis/{api}"
+    meta = obj["metadata"]
+    return f"{prefix}/namespaces/{meta['namespace']}/{_PLURALS[obj['kind']]}/{meta['name']}"
+
+
+def owned(obj: Obj, owner: Obj) -> Obj:
+    meta = owner["metadata"]
+    obj["metadata"]["ownerReferences"] = [{
+        "apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"], "uid": meta["uid"],
+        "controller": True, "blockOwnerDeletion": True,
+    }]
+    return obj
+
+
+def apply(obj: Obj) -> Obj:
+    return client().apply(object_path(obj), obj, manager=MANAGER)
+
+
+def get(obj_or_path: Obj | str) -> Obj | None:
+    path = obj_or_path if isinstance(obj_or_path, str) else object_path(obj_or_path)
+    return client().get_or_none(path)
+
+
+def create_once(obj: Obj) -> Obj:
+    """Creates `obj` unless it exists; returns what is stored (secrets are never regenerated)."""
+    existing = get(obj)
+    if existing is not None:
+        return existing
+    path = object_path(obj).rsplit("/", 1)[0]
+    try:
+        return client().create(path, obj)
+    except KubeError as err:
+        if err.status == 409:
+            stored = get(obj)
+            assert stored is not None
+            return stored
+        raise

@@ -1,0 +1,1 @@
+"""Pure builders: a CaxtonCluster spec in, the Kubernetes objects that run it out."""

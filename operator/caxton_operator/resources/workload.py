@@ -1,0 +1,114 @@
+"""The ConfigMap, Services, StatefulSet and PodDisruptionBudget of a CaxtonCluster."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from caxton_operator.models import CaxtonClusterSpec
+from caxton_operator.resources.naming import Names
+from caxton_operator.resources.nodeconfig import CONFIG_DIR, DATA_DIR, GOSSIP_KEY, TLS_DIR, TOKEN_FILE, render
+
+Obj = dict[str, Any]
+PORTS = (("api", 8080), ("gossip", 7946), ("metrics", 9090))
+
+
+def _meta(names: Names, name: str, **extra: Any) -> Obj:
+    return {"name": name, "namespace": names.namespace, "labels": dict(names.labels), **extra}
+
+
+def config_map(spec: CaxtonClusterSpec, names: Names) -> Obj:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(names, names.config),
+            "data": {"config.yaml": render(spec, names)}}
+
+
+def peers_service(names: Names) -> Obj:
+    return {
+        "apiVersion": "v1", "kind": "Service", "metadata": _meta(names, names.peers_service),
+        "spec": {
+            "clusterIP": "None",
+            # Gossip must find peers before they are Ready: readiness needs the cluster.
+            "publishNotReadyAddresses": True,
+            "selector": names.selector,
+            "ports": [{"name": "gossip-tcp", "port": 7946, "protocol": "TCP"},
+                      {"name": "gossip-udp", "port": 7946, "protocol": "UDP"}],
+        },
+    }
+
+
+def api_service(names: Names) -> Obj:
+    return {
+        "apiVersion": "v1", "kind": "Service", "metadata": _meta(names, names.api_service),
+        "spec": {"selector": names.selector,
+                 "ports": [{"name": "api", "port": 8080, "targetPort": "api"},
+                           {"name": "metrics", "port": 9090, "targetPort": "metrics"}]},
+    }
+
+
+def pod_disruption_budget(spec: CaxtonClusterSpec, names: Names) -> Obj:
+    # Keep a quorum through voluntary disruptions (drains, upgrades).
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(names, names.statefulset),
+            "spec": {"minAvailable": spec.replicas // 2 + 1, "selector": {"matchLabels": names.selector}}}
+
+
+def statefulset(spec: CaxtonClusterSpec, names: Names) -> Obj:
+    config_hash = hashlib.sha256(render(spec, names).encode()).hexdigest()[:16]
+    storage: Obj = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": spec.storage.size}}}
+    if spec.storage.storage_class_name:
+        storage["storageClassName"] = spec.storage.storage_class_name
+    resources = {k: v for k, v in (("requests", spec.resources.requests), ("limits", spec.resources.limits)) if v}
+    volumes: list[Obj] = [
+        {"name": "config", "configMap": {"name": names.config}},
+        {"name": "gossip", "secret": {"secretName": names.gossip, "defaultMode": 0o400}},
+        {"name": "api-token", "secret": {"secretName": names.token, "defaultMode": 0o400}},
+    ]
+    mounts: list[Obj] = [
+        {"name": "config", "mountPath": CONFIG_DIR + "/config", "readOnly": True},
+        {"name": "gossip", "mountPath": GOSSIP_KEY.rsplit("/", 1)[0], "readOnly": True},
+        {"name": "api-token", "mountPath": TOKEN_FILE.rsplit("/", 1)[0], "readOnly": True},
+        {"name": "data", "mountPath": DATA_DIR},
+    ]
+    if spec.tls.enabled:
+        volumes.append({"name": "tls", "secret": {"secretName": names.tls, "defaultMode": 0o400}})
+        mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
+    container: Obj = {
+        "name": "caxton",
+        "image": f"{spec.image}:{spec.version}",
+        "command": ["caxton", "server", "start", "--config", f"{CONFIG_DIR}/config/config.yaml"],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        ],
+        "ports": [{"name": n, "containerPort": p} for n, p in PORTS] + [
+            {"name": "gossip-udp", "containerPort": 7946, "protocol": "UDP"}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "api"}, "periodSeconds": 2},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "api"}, "periodSeconds": 5,
+                          "failureThreshold": 6},
+        "volumeMounts": mounts,
+    }
+    if resources:
+        container["resources"] = resources
+    return {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(names, names.statefulset),
+        "spec": {
+            "serviceName": names.peers_service,
+            "replicas": spec.replicas,
+            "podManagementPolicy": "Parallel",  # members join in any order; gossip sorts it out
+            "selector": {"matchLabels": names.selector},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+            "template": {
+                "metadata": {"labels": dict(names.labels), "annotations": {"caxton.dev/config-hash": config_hash}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 30,
+                    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                        "weight": 100,
+                        "podAffinityTerm": {"labelSelector": {"matchLabels": names.selector},
+                                            "topologyKey": "kubernetes.io/hostname"},
+                    }]}},
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+            "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": dict(names.labels)}, "spec": storage}],
+        },
+    }
