@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,3 +91,9 @@ def test_valid_cluster_gets_defaults_and_printer_columns(crds: ClusterUnderTest,
     scaled = crds.kubectl("scale", "cxc", "demo", "-n", namespace, "--replicas=5")
     assert "scaled" in scaled.stdout
     assert json.loads(crds.kubectl("get", "cxc", "demo", "-n", namespace, "-o", "json").stdout)["spec"]["replicas"] == 5
+
+
+def test_the_example_cluster_is_valid(crds: ClusterUnderTest, namespace: str) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "caxtoncluster.yaml"
+    result = crds.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(example))
+    assert "caxtoncluster.caxton.dev/demo created (server dry run)" in result.stdout
