@@ -5,18 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from caxton_cli import cluster_commands, local, node_commands, security, server
+from caxton_cli import client, cluster_commands, local, node_commands, security, server
 from caxton_cli.output import CommandError
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Operate Caxton clusters.")
+    kubectl = prog.startswith("kubectl")
+    client.FRONT_DOOR = "kubectl" if kubectl else "direct"
+    parser = argparse.ArgumentParser(prog=prog, description=(
+        "Operate a CaxtonCluster through the Kubernetes API." if kubectl else "Operate Caxton nodes and clusters."))
     sub = parser.add_subparsers(dest="command", required=True)
-    server.register(sub)
     node_commands.register(sub)
     cluster_commands.register(sub)
-    security.register(sub)
-    local.register(sub)
+    if not kubectl:  # these act on this machine, not on a CaxtonCluster
+        server.register(sub)
+        security.register(sub)
+        local.register(sub)
     return parser
 
 

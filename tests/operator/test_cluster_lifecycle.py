@@ -66,6 +66,24 @@ def test_cluster_is_provisioned_and_reports_its_members(crds: ClusterUnderTest, 
     pods = json.loads(crds.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
     assert {p["spec"]["containers"][0]["image"] for p in pods} == {"ghcr.io/caxton/caxton-node:1.2.0"}
     assert all(p["status"]["podIP"].startswith("127.") for p in pods)
+    # The plugin, found by the pinned kubectl on PATH, asks a node through the pod proxy.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "KUBECONFIG": str(crds.kubeconfig)}
+
+    def plugin(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([crds.kubectl_path, "caxton", *args], capture_output=True, text=True, env=env,
+                              timeout=60)
+
+    members = plugin("cluster", "members", "-n", namespace, "-o", "json")
+    assert members.returncode == 0, members.stderr
+    assert sorted((m["id"], m["state"]) for m in json.loads(members.stdout)) == [
+        ("demo-0", "alive"), ("demo-1", "alive"), ("demo-2", "alive")]
+    table = plugin("cluster", "members", "-n", namespace, "--cluster", "demo").stdout.splitlines()
+    assert table[0].split()[:4] == ["NODE-ID", "STATUS", "LAST-SEEN", "AGENTS"]
+    assert "Status: HEALTHY (majority partition)" in plugin("cluster", "status", "-n", namespace).stdout
+    assert json.loads(plugin("agents", "list", "-n", namespace, "-o", "json").stdout) == []
+    missing = plugin("cluster", "members", "-n", namespace, "--cluster", "nope")
+    assert missing.returncode == 2 and "nope" in missing.stderr
     crds.kubectl("delete", "cxc", "demo", "-n", namespace, "--wait=true", "--timeout=60s")
     wait_for(lambda: not crds.kubectl("get", "statefulsets,configmaps,secrets,services", "-n", namespace,
                                       "-l", "app.kubernetes.io/instance=demo", "-o", "name").stdout.strip(),
