@@ -30,6 +30,14 @@ class Network:
                 continue
             queue += [(dst, a, p) for a, p in dst.receive(packet, self.now)]
 
+    @classmethod
+    def formed(cls, size: int) -> Network:
+        """A network whose members have all joined through n0 and converged."""
+        net = cls(size)
+        net.join_all()
+        net.run(2.0)
+        return net
+
     def join_all(self) -> None:
         seed = self.nodes["n0"].me.addr
         for node in self.nodes.values():
@@ -58,17 +66,13 @@ class Network:
 
 
 def test_members_converge_after_joining_through_a_seed() -> None:
-    net = Network(5)
-    net.join_all()
-    net.run(2.0)
+    net = Network.formed(5)
     for node_id in net.nodes:
         assert net.view(node_id) == {f"n{i}": State.ALIVE for i in range(5)}
 
 
 def test_a_dead_member_is_suspected_then_failed_within_the_configured_times() -> None:
-    net = Network(5)
-    net.join_all()
-    net.run(2.0)
+    net = Network.formed(5)
     net.down.add("n3")
     suspected_at = failed_at = None
     timeout = net.nodes["n0"].suspicion_timeout()
@@ -86,9 +90,7 @@ def test_a_dead_member_is_suspected_then_failed_within_the_configured_times() ->
 
 
 def test_a_suspected_live_member_refutes_with_a_higher_incarnation() -> None:
-    net = Network(3)
-    net.join_all()
-    net.run(2.0)
+    net = Network.formed(3)
     net.cut.add(frozenset(("n0", "n2")))
     net.cut.add(frozenset(("n1", "n2")))
     net.run(1.5 * CONFIG.probe_interval + 1)
@@ -100,9 +102,7 @@ def test_a_suspected_live_member_refutes_with_a_higher_incarnation() -> None:
 
 
 def test_a_failed_member_rejoins_when_it_comes_back() -> None:
-    net = Network(3)
-    net.join_all()
-    net.run(2.0)
+    net = Network.formed(3)
     net.down.add("n2")
     net.run(20.0)
     assert net.view("n0")["n2"] == State.FAILED
@@ -116,9 +116,7 @@ def test_a_failed_member_rejoins_when_it_comes_back() -> None:
 
 
 def test_graceful_leave_is_not_a_failure() -> None:
-    net = Network(3)
-    net.join_all()
-    net.run(2.0)
+    net = Network.formed(3)
     net.deliver(net.nodes["n1"], net.nodes["n1"].leave(net.now))
     net.down.add("n1")
     net.run(1.0)
@@ -137,9 +135,7 @@ def test_precedence_rules() -> None:
 
 
 def test_both_sides_of_a_healed_partition_find_each_other_again() -> None:
-    net = Network(5)
-    net.join_all()
-    net.run(2.0)
+    net = Network.formed(5)
     minority, majority = {"n3", "n4"}, {"n0", "n1", "n2"}
     net.cut |= {frozenset((a, b)) for a in minority for b in majority}
     net.run(20.0)
@@ -152,9 +148,7 @@ def test_both_sides_of_a_healed_partition_find_each_other_again() -> None:
 
 
 def test_a_restarted_member_learns_every_peer_even_when_nothing_changes() -> None:
-    net = Network(4)
-    net.join_all()
-    net.run(2.0)
+    net = Network.formed(4)
     net.down.add("n3")
     net.run(20.0)
     # It comes back and is first reached by a peer's reconnect, not through its own join.
