@@ -11,6 +11,8 @@ from collections import deque
 from typing import Any
 
 WATCHED_LOGGERS = ("caxton.gossip", "caxton.peers")
+# Fields a log call may attach (`extra=`) that events carry as data: membership changes.
+STRUCTURED_FIELDS = ("member", "previous", "state")
 
 
 class EventLog(logging.Handler):
@@ -22,8 +24,10 @@ class EventLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         with self._lock2:
-            self._events.append({"seq": next(self._seq), "ts": time.time(), "level": record.levelname,
-                                 "message": record.getMessage()})
+            event = {"seq": next(self._seq), "ts": time.time(), "level": record.levelname,
+                     "message": record.getMessage()}
+            event.update({key: getattr(record, key) for key in STRUCTURED_FIELDS if hasattr(record, key)})
+            self._events.append(event)
 
     def since(self, seq: int) -> list[dict[str, Any]]:
         with self._lock2:

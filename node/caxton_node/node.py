@@ -62,6 +62,7 @@ class Node:
         self.router = Router(self.store, self.metrics, max_message_bytes=config.agents.max_message_bytes)
         self.read_only_reason = ""  # set by partition handling on the minority side
         self.membership: Membership | None = None  # set when the node gossips with peers
+        self._formed = False  # seen bootstrap_expect members once: from then on membership sets the quorum
         self.forwarder: Forwarder | None = None  # cross-node delivery, with membership
         self.events = EventLog()
         self.events.attach()
@@ -168,6 +169,10 @@ class Node:
         if record is None:
             raise NodeError("agent_not_found", f"no agent {agent_id} on node {self.id}", 404)
         return record
+
+    def module(self, agent_id: str) -> bytes:
+        """The agent's Wasm module as deployed: what moving it to another node needs."""
+        return self.store.load_module(self._get(agent_id).sha256)
 
     def remove(self, agent_id: str) -> None:
         self._check_writable()
@@ -304,11 +309,22 @@ class Node:
                      "agents": len(self.router.agents)}]
         return self.membership.members()
 
+    def quorum(self) -> tuple[int, int]:
+        """(expected members, quorum). Expected is bootstrap_expect or, once the cluster has
+        formed, every member known and not gracefully gone: a scale-up raises the bar
+        without a restart, a scale-down (members leave) lowers it, a crash does not."""
+        expected = max(self.config.coordination.cluster.bootstrap_expect, 1)
+        if self.membership is not None:
+            present = sum(n for state, n in self.membership.counts().items() if state != "left")
+            self._formed = self._formed or present >= expected
+            if self._formed:
+                expected = max(present, 1)
+        return expected, self.config.coordination.partition.quorum_size or expected // 2 + 1
+
     def cluster_status(self) -> dict[str, Any]:
         members = self.members()
         alive = sum(1 for m in members if m["state"] in ("alive", "suspect"))
-        expected = max(self.config.coordination.cluster.bootstrap_expect, 1)
-        quorum = self.config.coordination.partition.quorum_size or expected // 2 + 1
+        expected, quorum = self.quorum()
         status = "DEGRADED" if self.read_only_reason or alive < quorum else "HEALTHY"
         return {
             "node": self.id, "status": status, "version": self.version,

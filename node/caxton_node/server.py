@@ -24,7 +24,7 @@ from caxton_node.gossip.membership import Membership
 from caxton_node.gossip.swim import Addr, SwimConfig
 from caxton_node.gossip.transport import Keyring, KeyringError
 from caxton_node.node import Node
-from caxton_node.peers.channel import ChannelServer, client_context, server_context
+from caxton_node.peers.channel import CertificateReloader, ChannelServer, client_context, server_context
 from caxton_node.peers.forwarder import Forwarder
 
 log = logging.getLogger("caxton.server")
@@ -112,6 +112,9 @@ def start_clustering(config: Config, node: Node, api_host: str, api_port: int) -
     else:
         log.warning("security.cluster.mtls is disabled: node-to-node traffic is not authenticated")
     forwarder = Forwarder(node, client_tls, source=advertise[0])
+    if server_tls is not None and client_tls is not None and mtls.ca_cert and mtls.node_cert and mtls.node_key:
+        forwarder.certificates = CertificateReloader(mtls.ca_cert, mtls.node_cert, mtls.node_key,
+                                                     [server_tls, client_tls])
     membership = Membership(
         node.id, bind=split_host_port(cluster.bind_addr, 7946), advertise=advertise, keyring=keyring,
         config=swim_config, seeds=list(cluster.seeds),

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from caxton_node.config import parse_duration
@@ -120,6 +120,11 @@ def create_app(node: Node, token: str | None) -> FastAPI:
     @app.get("/v1/agents/{agent_id}", dependencies=auth)
     def get_agent(agent_id: str) -> dict[str, Any]:
         return node.describe(agent_id)
+
+    @app.get("/v1/agents/{agent_id}/module", dependencies=auth, response_class=Response,
+             responses={200: {"content": {"application/wasm": {}}}})
+    def agent_module(agent_id: str) -> Response:
+        return Response(node.module(agent_id), media_type="application/wasm")
 
     @app.delete("/v1/agents/{agent_id}", dependencies=auth, status_code=204)
     def remove_agent(agent_id: str) -> None:

@@ -68,8 +68,10 @@ class Membership:
         if member.id == self.swim.id:
             return
         before = previous.name.lower() if previous is not None else "unknown"
-        log.info("member %s: %s -> %s (incarnation %d)", member.id, before, member.state.name.lower(),
-                 member.incarnation)
+        after = member.state.name.lower()
+        # The extras make the event machine-readable (GET /v1/cluster/events; the operator's Events).
+        log.info("member %s: %s -> %s (incarnation %d)", member.id, before, after, member.incarnation,
+                 extra={"member": member.id, "previous": before, "state": after})
 
     def _send(self, sends: list[tuple[Addr, dict[str, Any]]]) -> None:
         for addr, packet in sends:

@@ -11,6 +11,7 @@ and the receiver drops repeats by message id, so a retry never delivers twice.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import socket
 import ssl
@@ -50,6 +51,41 @@ def client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
     ctx.check_hostname = False  # peers are named by node id (the CN), checked below
     ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
+
+
+class CertificateReloader:
+    """Loads a renewed node certificate (and any added CA) into the live TLS contexts when
+    its files change, so renewal needs no restart. New connections use the new pair; the
+    CA store only grows, so peers holding certificates of the old CA are still trusted."""
+
+    def __init__(self, ca: Path, cert: Path, key: Path, contexts: list[ssl.SSLContext]) -> None:
+        self.paths = (ca, cert, key)
+        self.contexts = contexts
+        self._stamp = self._current()
+
+    def _current(self) -> bytes:
+        # Content, not mtimes: a kubelet may rewrite unchanged Secret files.
+        try:
+            return hashlib.sha256(b"".join(path.read_bytes() for path in self.paths)).digest()
+        except OSError:
+            return b""
+
+    def check(self) -> bool:
+        """Reloads if the files changed since the last look; True when it did."""
+        stamp = self._current()
+        if not stamp or stamp == self._stamp:
+            return False
+        ca, cert, key = self.paths
+        try:
+            for ctx in self.contexts:
+                ctx.load_cert_chain(cert, key)
+                ctx.load_verify_locations(cafile=str(ca))
+        except (OSError, ssl.SSLError) as err:
+            log.warning("certificate files changed but cannot be loaded yet: %s", err)
+            return False
+        self._stamp = stamp
+        log.info("reloaded the node certificate from %s", cert)
+        return True
 
 
 def peer_common_name(sock: socket.socket) -> str:

@@ -25,7 +25,7 @@ from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
 from caxton_node.messages import Message, MessageError, parse_message
-from caxton_node.peers.channel import ChannelError, PeerConnection
+from caxton_node.peers.channel import CertificateReloader, ChannelError, PeerConnection
 from caxton_node.routing.router import QueueFull, UnknownReceiver
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("caxton.peers")
 
 BATCH = 64
+CERT_CHECK_INTERVAL = 5.0  # seconds between looks at the certificate files
 MAX_NAMES = 500  # names published per node through gossip
 
 
@@ -65,6 +66,8 @@ class Forwarder:
         self._minority_since: float | None = None
         self._partitioned = False
         self._replaying = False
+        self.certificates: CertificateReloader | None = None  # renewed certificates, loaded live
+        self._certs_checked_at = 0.0
         self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
 
     def start(self) -> None:
@@ -146,6 +149,9 @@ class Forwarder:
             self._wake.clear()
             now = time.monotonic()
             try:
+                if self.certificates is not None and now >= self._certs_checked_at + CERT_CHECK_INTERVAL:
+                    self._certs_checked_at = now
+                    self.certificates.check()
                 self._check_partition(now)
                 self._forward_parked(now)
                 for peer in list(self.outboxes):
@@ -246,8 +252,7 @@ class Forwarder:
         counts = membership.counts()
         reachable = counts["alive"] + counts["suspect"]
         partition = node.config.coordination.partition
-        expected = max(node.config.coordination.cluster.bootstrap_expect, 1)
-        quorum = partition.quorum_size or expected // 2 + 1
+        expected, quorum = node.quorum()
         if reachable < quorum:
             if self._minority_since is None:
                 self._minority_since = now
