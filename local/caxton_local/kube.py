@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +28,35 @@ class KubeError(RuntimeError):
         self.message = message
 
 
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+class _TokenFile(httpx.Auth):
+    """The pod's service-account token, re-read when the kubelet rotates the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp = -1.0
+        self._token = ""
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        stamp = self.path.stat().st_mtime
+        if stamp != self._stamp:
+            self._token, self._stamp = self.path.read_text().strip(), stamp
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+
 class Kube:
     """One connection pool to one API server; safe to share between threads."""
 
     def __init__(self, kubeconfig: Path | str | None = None, *, timeout: float = 30.0) -> None:
         cfg = k8s_client.Configuration()
-        if kubeconfig is None and Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists():
+        auth: httpx.Auth | None = None
+        if kubeconfig is None and SERVICE_ACCOUNT_TOKEN.exists():
             k8s_config.load_incluster_config(client_configuration=cfg)
+            auth = _TokenFile(SERVICE_ACCOUNT_TOKEN)
+            cfg.api_key = {}
         else:
             k8s_config.load_kube_config(
                 config_file=str(kubeconfig) if kubeconfig else None, client_configuration=cfg
@@ -50,10 +72,10 @@ class Kube:
         headers = {"Accept": "application/json"}
         token = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")
         if token:
-            headers["Authorization"] = token if token.startswith("Bearer ") else f"Bearer {token}"
+            headers["Authorization"] = token if token.lower().startswith("bearer ") else f"Bearer {token}"
         self.server = cfg.host.rstrip("/")
         self._http = httpx.Client(
-            base_url=self.server, verify=ctx, headers=headers, timeout=timeout,
+            base_url=self.server, verify=ctx, headers=headers, timeout=timeout, auth=auth,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
         )
 
