@@ -22,7 +22,9 @@ from caxton_operator.models import CaxtonAgentSpec, CaxtonClusterSpec, CaxtonUpg
 
 GROUP = "caxton.dev"
 VERSION = "v1alpha1"
-CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
+ROOT = Path(__file__).resolve().parents[2]
+# The same files twice: crds/ for kubectl users, the chart's crds/ for `helm install`.
+CRD_DIRS = (ROOT / "crds", ROOT / "helm" / "caxton-operator" / "crds")
 
 _KEEP = {"type", "description", "default", "enum", "pattern", "minimum", "maximum", "minLength", "maxLength",
          "minItems", "maxItems", "required", "properties", "items", "additionalProperties",
@@ -171,21 +173,22 @@ def render(doc: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if crds/ is not up to date")
+    parser.add_argument("--check", action="store_true", help="fail if the CRD files are not up to date")
     args = parser.parse_args()
     stale = []
-    for name, doc in all_crds().items():
-        path = CRD_DIR / name
-        text = render(doc)
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(name)
-        else:
-            CRD_DIR.mkdir(exist_ok=True)
-            path.write_text(text)
-            print(f"wrote {path}")
+    for directory in CRD_DIRS:
+        for name, doc in all_crds().items():
+            path = directory / name
+            text = render(doc)
+            if args.check:
+                if not path.exists() or path.read_text() != text:
+                    stale.append(str(path.relative_to(ROOT)))
+            else:
+                directory.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+                print(f"wrote {path.relative_to(ROOT)}")
     if stale:
-        print(f"crds/ is out of date ({', '.join(stale)}): run python -m caxton_operator.crdgen", file=sys.stderr)
+        print(f"out of date: {', '.join(stale)}; run python -m caxton_operator.crdgen", file=sys.stderr)
         sys.exit(1)
 
 

@@ -1,4 +1,8 @@
-"""`caxton-operator`: run the Kopf operator (in-cluster, or with $KUBECONFIG)."""
+"""`caxton-operator`: run the Kopf operator (in-cluster, or with $KUBECONFIG).
+
+Standalone: one replica, no Kopf peering (the Helm chart runs one, with the
+Recreate strategy). Two operators watching the same namespaces would both act.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ import logging
 from typing import Any
 
 import kopf
+from prometheus_client import start_http_server
 
-import caxton_operator.handlers.cluster  # noqa: F401  (registers the handlers)
+import caxton_operator.handlers.agent
+import caxton_operator.handlers.cluster  # noqa: F401
 
 
 @kopf.on.startup()
@@ -17,18 +23,28 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 60
     settings.watching.client_timeout = 90
     settings.watching.connect_timeout = 10
-    settings.posting.level = logging.INFO
+    # Events for what users act on; Kopf's own per-handler chatter stays in the log.
+    settings.posting.level = logging.WARNING
     settings.persistence.finalizer = "caxton.dev/operator"
+    # A handler that keeps failing is retried with back-off, not forever at full speed.
+    settings.execution.max_workers = 8
+    settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="caxton-operator", description=__doc__)
-    parser.add_argument("-n", "--namespace", action="append", help="watch only these namespaces")
-    parser.add_argument("--standalone", action="store_true", default=True,
-                        help="no peering between operator replicas (default; run one replica)")
+    parser = argparse.ArgumentParser(prog="caxton-operator", description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--namespace", action="append", help="watch only these namespaces (repeatable)")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--health-port", type=int, default=0, help="serve /healthz for liveness (0: off)")
+    parser.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics (0: off)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    kopf.run(standalone=args.standalone, clusterwide=not args.namespace, namespaces=args.namespace or [])
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.metrics_port:
+        start_http_server(args.metrics_port, "0.0.0.0")
+    kopf.run(
+        standalone=True, clusterwide=not args.namespace, namespaces=args.namespace or [],
+        liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None,
+    )
 
 
 if __name__ == "__main__":

@@ -91,6 +91,8 @@ class Tls(Spec):
 class Rebalance(Spec):
     strategy: Literal["least-loaded", "none"] = "least-loaded"
     threshold: Annotated[str, Field(pattern=PERCENT, description="imbalance that triggers a move, e.g. 20%")] = "20%"
+    replace_after: Duration = Field(
+        default="30s", description="how long a node may be unreachable before its agents are placed elsewhere")
 
 
 class CaxtonClusterSpec(Spec):

@@ -1,92 +1,256 @@
-"""CaxtonCluster: provision on create/update/resume, report status on a timer."""
+"""CaxtonCluster: provision on create/update/resume; observe the world on a timer.
+
+The reconcile handler makes the owned objects match the spec (scale-down moves the
+leaving nodes' agents first). The timer computes status from what exists: the
+StatefulSet, the members as a node sees them, the certificates (which it renews,
+even while reconciliation is paused), and turns every transition into an Event.
+"""
 
 from __future__ import annotations
 
-import base64
+import contextlib
+import datetime as dt
+import logging
 import time
 from typing import Any
 
 import kopf
 
-from caxton_operator import kubeapi
+from caxton_operator import kubeapi, metrics
+from caxton_operator.conditions import Conditions, now_iso
+from caxton_operator.config import parse_hours
 from caxton_operator.models import CaxtonClusterSpec
+from caxton_operator.nodeapi import NodeApi, NodeUnavailable
+from caxton_operator.rebalance import move_agents_off
 from caxton_operator.resources import secrets, workload
 from caxton_operator.resources.naming import Names
 
 GROUP, VERSION, PLURAL = "caxton.dev", "v1alpha1", "caxtonclusters"
 PAUSE_ANNOTATION = "caxton.dev/pause-reconciliation"
+STATUS_INTERVAL = 2.0  # seconds between looks at a cluster
+MEMBER_EVENT_REASONS = {"alive": "MemberAlive", "suspect": "MemberSuspect", "failed": "MemberFailed",
+                        "left": "MemberLeft"}
 
 
-def _paused(body: kopf.Body) -> bool:
-    return (body.metadata.annotations or {}).get(PAUSE_ANNOTATION, "") in ("true", "True", "1")
+def is_paused(metadata: Any) -> bool:
+    return (metadata.get("annotations") or {}).get(PAUSE_ANNOTATION, "") in ("true", "True", "1")
 
+
+def cluster_path(namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+
+
+def _sts_path(names: Names) -> str:
+    return f"/apis/apps/v1/namespaces/{names.namespace}/statefulsets/{names.statefulset}"
+
+
+# -- certificates -----------------------------------------------------------------------------------
+
+def _ca(spec: CaxtonClusterSpec, names: Names, owner: dict[str, Any]) -> secrets.pki.KeyPair:
+    if spec.tls.ca_secret_name:
+        user = kubeapi.get(f"/api/v1/namespaces/{names.namespace}/secrets/{spec.tls.ca_secret_name}")
+        if user is None:
+            raise kopf.TemporaryError(
+                f"tls.caSecretName: Secret {spec.tls.ca_secret_name} not found in {names.namespace}; create it "
+                "with ca.crt and ca.key, or clear the field to let the operator run a CA", delay=10)
+        try:
+            return secrets.ca_keypair(user)
+        except ValueError as err:
+            raise kopf.TemporaryError(str(err), delay=10) from None
+    return secrets.ca_keypair(kubeapi.create_once(kubeapi.owned(secrets.ca_secret(names), owner)))
+
+
+def ensure_certificates(spec: CaxtonClusterSpec, names: Names, body: kopf.Body) -> dt.datetime | None:
+    """Issues missing certificates and renews those inside renewBefore; returns the earliest expiry."""
+    if not spec.tls.enabled:
+        return None
+    ca = _ca(spec, names, dict(body))
+    existing = kubeapi.get(f"/api/v1/namespaces/{names.namespace}/secrets/{names.tls}")
+    certs = secrets.tls_secret(spec, names, ca, existing)
+    if existing is None or certs.secret["data"] != existing.get("data"):
+        kubeapi.apply(kubeapi.owned(certs.secret, dict(body)))
+        if existing is not None and certs.renewed:
+            kopf.event(body, type="Normal", reason="CertificatesRenewed",
+                      message=f"issued node certificates for {', '.join(certs.renewed)}; "
+                              f"valid until {certs.not_after:%Y-%m-%dT%H:%M:%SZ}")
+    return certs.not_after
+
+
+# -- reconcile ----------------------------------------------------------------------------------------
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 def reconcile(**kwargs: Any) -> None:
     body: kopf.Body = kwargs["body"]
-    patch: kopf.Patch = kwargs["patch"]
-    name, namespace, spec = kwargs["name"], kwargs["namespace"], kwargs["spec"]
-    if _paused(body):
-        patch.status["phase"] = "Paused"
+    logger: logging.Logger = kwargs["logger"]
+    if is_paused(body.metadata):
+        logger.info("reconciliation is paused by %s; only certificates are kept up", PAUSE_ANNOTATION)
         return
-    parsed = CaxtonClusterSpec.model_validate(dict(spec))
+    started = time.perf_counter()
+    with metrics.reconcile_errors.labels("CaxtonCluster").count_exceptions():
+        _reconcile(body, kwargs["name"], kwargs["namespace"], CaxtonClusterSpec.model_validate(dict(kwargs["spec"])),
+                   logger)
+    kwargs["patch"].status["observedGeneration"] = body.metadata.get("generation")
+    metrics.reconcile_seconds.labels("CaxtonCluster").observe(time.perf_counter() - started)
+
+
+def _reconcile(body: kopf.Body, name: str, namespace: str, spec: CaxtonClusterSpec, logger: logging.Logger) -> None:
     names = Names(name, namespace)
     owner = dict(body)
     kubeapi.create_once(kubeapi.owned(secrets.gossip_secret(names), owner))
     kubeapi.create_once(kubeapi.owned(secrets.token_secret(names), owner))
-    if parsed.tls.enabled:
-        ca = kubeapi.create_once(kubeapi.owned(secrets.ca_secret(names), owner))
-        existing = kubeapi.get(f"/api/v1/namespaces/{namespace}/secrets/{names.tls}")
-        kubeapi.apply(kubeapi.owned(secrets.tls_secret(parsed, names, ca, existing), owner))
-    for obj in (workload.config_map(parsed, names), workload.peers_service(names), workload.api_service(names),
-                workload.pod_disruption_budget(parsed, names), workload.statefulset(parsed, names)):
+    ensure_certificates(spec, names, body)
+    sts = kubeapi.get(_sts_path(names))
+    current = int(sts["spec"]["replicas"]) if sts else 0
+    if sts is not None and current > spec.replicas:
+        leaving = [names.pod(i) for i in range(spec.replicas, current)]
+        kopf.event(body, type="Normal", reason="ScalingDown",
+                   message=f"moving the agents of {', '.join(leaving)} before removing them")
+        try:
+            moves = move_agents_off(NodeApi(names), leaving, [names.pod(i) for i in range(spec.replicas)], logger)
+        except NodeUnavailable as err:
+            raise kopf.TemporaryError(f"scale-down waits: {err}", delay=5) from None
+        kopf.event(body, type="Normal", reason="AgentsMoved",
+                   message=f"moved {len(moves)} agent(s) off {', '.join(leaving)}")
+    elif sts is not None and current < spec.replicas:
+        kopf.event(body, type="Normal", reason="ScalingUp", message=f"{current} -> {spec.replicas} nodes")
+    for obj in (workload.config_map(spec, names), workload.peers_service(names), workload.api_service(names),
+                workload.pod_disruption_budget(spec, names), workload.statefulset(spec, names)):
         kubeapi.apply(kubeapi.owned(obj, owner))
-    patch.status["observedGeneration"] = body.metadata.get("generation")
-    patch.status["selector"] = ",".join(f"{k}={v}" for k, v in names.selector.items())
-    kwargs["logger"].info("applied the resources of %s/%s (%d replicas, version %s)", namespace, name, parsed.replicas,
-                parsed.version)
+    if sts is None:
+        kopf.event(body, type="Normal", reason="Provisioning",
+                  message=f"created the StatefulSet: {spec.replicas} nodes of version {spec.version}")
+    logger.info("applied the resources of %s/%s (%d replicas, version %s)", namespace, name, spec.replicas,
+                spec.version)
 
 
-def _members(names: Names, replicas: int) -> list[dict[str, Any]] | None:
-    """The membership as one ready node sees it, through the API server's pod proxy."""
-    token = kubeapi.get(f"/api/v1/namespaces/{names.namespace}/secrets/{names.token}")
-    if token is None:
-        return None
-    value = base64.b64decode(token["data"]["token"]).decode()
-    for ordinal in range(replicas):
-        path = f"/api/v1/namespaces/{names.namespace}/pods/{names.pod(ordinal)}:8080/proxy/v1/cluster/members"
-        resp = kubeapi.client().raw("GET", path, headers={"X-Caxton-Token": value})
-        if resp.status_code == 200:
-            members: list[dict[str, Any]] = resp.json()
-            return members
-    return None
+# -- observe ------------------------------------------------------------------------------------------
+
+def _member_events(api: NodeApi, pods: list[str], body: kopf.Body, cursors: dict[str, float],
+                   states: dict[str, str]) -> list[dict[str, Any]]:
+    """Membership changes logged by any node since its cursor (a timestamp), posted as Events.
+
+    Every node is asked: a node that crashes and returns within one look has lost its log,
+    but its peers remember. Each member's transition is posted once (`states`: the last
+    state posted per member), however many nodes saw it.
+    """
+    seen = []
+    for pod in pods:
+        try:
+            events = api.json(pod, "GET", "/v1/cluster/events", timeout=3.0)
+        except NodeUnavailable:
+            continue
+        fresh = [dict(e, observer=pod) for e in events if e.get("member") and e["ts"] > cursors.get(pod, 0.0)]
+        cursors[pod] = max([cursors.get(pod, 0.0), *(e["ts"] for e in fresh)])
+        seen += fresh
+    changes = []
+    for event in sorted(seen, key=lambda e: e["ts"]):
+        member, state = event["member"], event["state"]
+        if states.get(member) == state:
+            continue
+        before = states.get(member) or event["previous"]
+        states[member] = state
+        changes.append(dict(event, previous=before))
+        kopf.event(body, type="Warning" if state in ("suspect", "failed") else "Normal",
+                   reason=MEMBER_EVENT_REASONS.get(state, "MemberChanged"),
+                   message=f"{member}: {before} -> {state} (seen by {event['observer']})")
+    return changes
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=3, initial_delay=1)
-def report_status(**kwargs: Any) -> None:
+def _members(raw: list[dict[str, Any]], previous: list[dict[str, Any]],
+             changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Status entries for the members still in the cluster, each with its last transition."""
+    before = {m["name"]: m for m in previous}
+    last = {e["member"]: e for e in changes}
+    out = []
+    for m in raw:
+        if m["state"] == "left":
+            continue
+        entry = {"name": m["id"], "state": m["state"], "lastSeen": m.get("lastSeenSecondsAgo"),
+                 "agents": m.get("agents", 0)}
+        if m["id"] in last:
+            entry["previousState"] = last[m["id"]]["previous"]
+            entry["lastTransitionTime"] = now_iso(last[m["id"]]["ts"])
+        elif m["id"] in before:
+            for key in ("previousState", "lastTransitionTime"):
+                if key in before[m["id"]]:
+                    entry[key] = before[m["id"]][key]
+        out.append(entry)
+    return out
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=STATUS_INTERVAL, initial_delay=1)
+def observe(**kwargs: Any) -> None:
     body: kopf.Body = kwargs["body"]
     patch: kopf.Patch = kwargs["patch"]
-    name, namespace, spec = kwargs["name"], kwargs["namespace"], kwargs["spec"]
-    parsed = CaxtonClusterSpec.model_validate(dict(spec))
-    names = Names(name, namespace)
-    sts = kubeapi.get(f"/apis/apps/v1/namespaces/{namespace}/statefulsets/{names.statefulset}")
-    ready = int(((sts or {}).get("status") or {}).get("readyReplicas", 0))
-    members = _members(names, parsed.replicas) or []
-    alive = [m for m in members if m.get("state") == "alive"]
-    healthy = ready == parsed.replicas and len(alive) == parsed.replicas
-    patch.status["readyReplicas"] = ready
+    spec = CaxtonClusterSpec.model_validate(dict(kwargs["spec"]))
+    names = Names(kwargs["name"], kwargs["namespace"])
     previous: dict[str, Any] = dict(body.status or {})
-    patch.status["currentVersion"] = parsed.version if healthy else previous.get("currentVersion")
-    patch.status["phase"] = "Paused" if _paused(body) else ("Running" if healthy else "Provisioning")
-    patch.status["members"] = [
-        {"name": m["id"], "state": m["state"], "lastSeen": m.get("lastSeenSecondsAgo"), "agents": m.get("agents", 0)}
-        for m in members
-    ]
-    patch.status["conditions"] = [{
-        "type": "Ready", "status": "True" if healthy else "False",
-        "reason": "AllMembersAlive" if healthy else "WaitingForMembers",
-        "message": f"{ready}/{parsed.replicas} pods ready, {len(alive)} members alive",
-        "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }]
+    paused = is_paused(body.metadata)
+    conditions = Conditions(previous.get("conditions"))
+    try:
+        not_after = ensure_certificates(spec, names, body)
+        if not_after is None:
+            conditions.set("CertificatesReady", True, "TlsDisabled", "tls.enabled is false: peer traffic is plain")
+        else:
+            renew_at = not_after - dt.timedelta(hours=parse_hours(spec.tls.renew_before))
+            patch.status["certificates"] = {"notAfter": f"{not_after:%Y-%m-%dT%H:%M:%SZ}",
+                                            "renewAt": f"{renew_at:%Y-%m-%dT%H:%M:%SZ}"}
+            conditions.set("CertificatesReady", True, "Issued",
+                           f"{spec.replicas} node certificates; the first expires {not_after:%Y-%m-%dT%H:%M:%SZ}")
+    except kopf.TemporaryError as err:
+        conditions.set("CertificatesReady", False, "CertificateAuthorityMissing", str(err))
+
+    sts = kubeapi.get(_sts_path(names))
+    ready = int(((sts or {}).get("status") or {}).get("readyReplicas", 0))
+    api = NodeApi(names)
+    pods = [names.pod(i) for i in range(max(spec.replicas, int((sts or {}).get("spec", {}).get("replicas", 0))))]
+    answer = api.first_answer(pods, "/v1/cluster/members") if sts else None
+    raw_members: list[dict[str, Any]] = answer[1] if answer else []
+    changes: list[dict[str, Any]] = []
+    partitioned = False
+    if answer:
+        # Kept in status, so a restarted operator neither repeats nor misses an Event.
+        cursors = dict(previous.get("memberEventCursors") or {})
+        states = {m["name"]: m["state"] for m in previous.get("members") or []}
+        changes = _member_events(api, pods, body, cursors, states)
+        patch.status["memberEventCursors"] = cursors
+        with contextlib.suppress(NodeUnavailable):
+            partitioned = bool(api.json(answer[0], "GET", "/v1/cluster/partition", timeout=3.0).get("partitioned"))
+    members = _members(raw_members, previous.get("members") or [], changes)
+    alive = sum(1 for m in members if m["state"] == "alive")
+    troubled = sorted(m["name"] for m in members if m["state"] in ("suspect", "failed"))
+    healthy = ready == spec.replicas and alive == spec.replicas
+
+    conditions.set("Ready", healthy, "AllMembersAlive" if healthy else "WaitingForMembers",
+                   f"{ready}/{spec.replicas} pods ready, {alive} members alive")
+    conditions.set("Progressing", not healthy and not troubled, "Converging" if not healthy else "Stable",
+                   f"{spec.replicas} nodes wanted, {ready} ready")
+    conditions.set("Degraded", bool(troubled), "MembersUnhealthy" if troubled else "AllMembersHealthy",
+                   f"not alive: {', '.join(troubled)}" if troubled else "every member is alive")
+    conditions.set("PartitionDetected", partitioned, "Partitioned" if partitioned else "Connected",
+                   "some members are unreachable from the rest" if partitioned else "every member reachable")
+    conditions.set("ReconciliationPaused", paused, "AnnotationSet" if paused else "Reconciling",
+                   f"{PAUSE_ANNOTATION} is set: spec changes wait; certificate renewal continues" if paused
+                   else "the operator applies spec changes")
+    was_running = previous.get("currentVersion") is not None
+    phase = "Paused" if paused else "Running" if healthy else "Degraded" if was_running else "Provisioning"
+
+    patch.status["readyReplicas"] = ready
+    patch.status["selector"] = ",".join(f"{k}={v}" for k, v in names.selector.items())
+    patch.status["members"] = members
+    patch.status["phase"] = phase
+    patch.status["conditions"] = conditions.as_list()
+    if healthy:
+        patch.status["currentVersion"] = spec.version
+    metrics.cluster_members.labels(names.namespace, names.cluster).set(alive)
+    if phase != previous.get("phase"):
+        kopf.event(body, type="Warning" if phase == "Degraded" else "Normal", reason=f"Phase{phase}",
+                   message=f"{previous.get('phase') or 'None'} -> {phase}: {ready}/{spec.replicas} pods ready, "
+                           f"{alive} members alive")
+    for condition in conditions.changed:
+        if condition["type"] in ("Ready", "Degraded", "PartitionDetected", "ReconciliationPaused"):
+            bad = (condition["type"] == "Ready") != (condition["status"] == "True")
+            kopf.event(body, type="Warning" if bad else "Normal", reason=condition["reason"],
+                       message=f"{condition['type']}={condition['status']}: {condition['message']}")

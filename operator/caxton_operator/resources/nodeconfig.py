@@ -6,6 +6,7 @@ from the downward API at start-up.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import yaml
@@ -51,3 +52,13 @@ def node_config(spec: CaxtonClusterSpec, names: Names) -> dict[str, Any]:
 
 def render(spec: CaxtonClusterSpec, names: Names) -> str:
     return yaml.safe_dump(node_config(spec, names), sort_keys=False)
+
+
+def restart_hash(spec: CaxtonClusterSpec, names: Names) -> str:
+    """A hash of the settings a running node needs a restart for. Seeds and bootstrap_expect
+    only matter when a node joins, so scaling changes the ConfigMap without restarting anyone."""
+    config = node_config(spec, names)
+    cluster = config["coordination"]["cluster"]
+    cluster.pop("seeds")
+    cluster.pop("bootstrap_expect")
+    return hashlib.sha256(yaml.safe_dump(config, sort_keys=True).encode()).hexdigest()[:16]

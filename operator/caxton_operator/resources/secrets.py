@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import os
 import secrets as pysecrets
+from dataclasses import dataclass
 from typing import Any
 
 from caxton_node import pki
@@ -41,21 +42,43 @@ def ca_secret(names: Names) -> Obj:
     return _secret(names, names.ca, {"ca.crt": ca.cert_pem, "ca.key": ca.key_pem})
 
 
-def tls_secret(spec: CaxtonClusterSpec, names: Names, ca_secret_obj: Obj, existing: Obj | None) -> Obj:
-    """Node certificates for every ordinal; keeps the ones already issued by this CA."""
-    ca = pki.KeyPair(base64.b64decode(ca_secret_obj["data"]["ca.crt"]),
-                     base64.b64decode(ca_secret_obj["data"]["ca.key"]))
+def ca_keypair(secret: Obj) -> pki.KeyPair:
+    """The CA in a Secret: ca.crt/ca.key (ours), or tls.crt/tls.key (e.g. a cert-manager CA)."""
+    data = secret.get("data") or {}
+    for cert_key, key_key in (("ca.crt", "ca.key"), ("tls.crt", "tls.key")):
+        if cert_key in data and key_key in data:
+            return pki.KeyPair(base64.b64decode(data[cert_key]), base64.b64decode(data[key_key]))
+    name = secret["metadata"]["name"]
+    raise ValueError(f"Secret {name} holds no CA: it needs ca.crt and ca.key (or tls.crt and tls.key)")
+
+
+@dataclass(frozen=True)
+class NodeCertificates:
+    secret: Obj
+    renewed: list[str]  # pods whose certificate was (re)issued
+    not_after: dt.datetime  # the earliest expiry
+
+
+def tls_secret(spec: CaxtonClusterSpec, names: Names, ca: pki.KeyPair, existing: Obj | None,
+               now: dt.datetime | None = None) -> NodeCertificates:
+    """A certificate for every ordinal; keeps those issued by this CA that are outside the
+    renew-before window, (re)issues the rest."""
+    now = now or dt.datetime.now(dt.UTC)
     have = {k: base64.b64decode(v) for k, v in ((existing or {}).get("data") or {}).items()}
     if have.get("ca.crt") != ca.cert_pem:
         have = {}
     data = {"ca.crt": ca.cert_pem}
     validity = dt.timedelta(hours=parse_hours(spec.tls.cert_duration))
+    renew_before = dt.timedelta(hours=parse_hours(spec.tls.renew_before))
+    renewed, expiries = [], []
     for ordinal in range(spec.replicas):
         pod = names.pod(ordinal)
-        if f"{pod}.crt" in have and f"{pod}.key" in have:
-            data[f"{pod}.crt"], data[f"{pod}.key"] = have[f"{pod}.crt"], have[f"{pod}.key"]
-            continue
-        pair = pki.issue(ca, pod, dns_names=(pod, f"{pod}.{names.peers_service}.{names.namespace}.svc"),
-                         valid_for=validity)
-        data[f"{pod}.crt"], data[f"{pod}.key"] = pair.cert_pem, pair.key_pem
-    return _secret(names, names.tls, data)
+        cert, key = have.get(f"{pod}.crt"), have.get(f"{pod}.key")
+        if cert is None or key is None or pki.expires_at(cert) - now <= renew_before:
+            pair = pki.issue(ca, pod, dns_names=(pod, f"{pod}.{names.peers_service}.{names.namespace}.svc"),
+                             valid_for=validity)
+            cert, key = pair.cert_pem, pair.key_pem
+            renewed.append(pod)
+        data[f"{pod}.crt"], data[f"{pod}.key"] = cert, key
+        expiries.append(pki.expires_at(cert))
+    return NodeCertificates(_secret(names, names.tls, data), renewed, min(expiries))

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from caxton_operator.models import CaxtonClusterSpec
 from caxton_operator.resources.naming import Names
-from caxton_operator.resources.nodeconfig import CONFIG_DIR, DATA_DIR, GOSSIP_KEY, TLS_DIR, TOKEN_FILE, render
+from caxton_operator.resources.nodeconfig import (
+    CONFIG_DIR,
+    DATA_DIR,
+    GOSSIP_KEY,
+    TLS_DIR,
+    TOKEN_FILE,
+    render,
+    restart_hash,
+)
 
 Obj = dict[str, Any]
 PORTS = (("api", 8080), ("gossip", 7946), ("metrics", 9090))
@@ -52,7 +59,7 @@ def pod_disruption_budget(spec: CaxtonClusterSpec, names: Names) -> Obj:
 
 
 def statefulset(spec: CaxtonClusterSpec, names: Names) -> Obj:
-    config_hash = hashlib.sha256(render(spec, names).encode()).hexdigest()[:16]
+    config_hash = restart_hash(spec, names)
     storage: Obj = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": spec.storage.size}}}
     if spec.storage.storage_class_name:
         storage["storageClassName"] = spec.storage.storage_class_name
@@ -78,7 +85,12 @@ def statefulset(spec: CaxtonClusterSpec, names: Names) -> Obj:
         "env": [
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            # So `caxton ...` inside the pod (the preStop hook, kubectl exec) finds its own node.
+            {"name": "CAXTON_API", "value": "http://$(POD_IP):8080"},
+            {"name": "CAXTON_TOKEN_FILE", "value": TOKEN_FILE},
         ],
+        # Finish the backlog before SIGTERM; what is left after 20 s goes to the dead-letter queue.
+        "lifecycle": {"preStop": {"exec": {"command": ["caxton", "queue", "drain", "--timeout", "20s"]}}},
         "ports": [{"name": n, "containerPort": p} for n, p in PORTS] + [
             {"name": "gossip-udp", "containerPort": 7946, "protocol": "UDP"}],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "api"}, "periodSeconds": 2},
@@ -94,6 +106,8 @@ def statefulset(spec: CaxtonClusterSpec, names: Names) -> Obj:
             "serviceName": names.peers_service,
             "replicas": spec.replicas,
             "podManagementPolicy": "Parallel",  # members join in any order; gossip sorts it out
+            # A removed ordinal's agents were moved first; its volume must not haunt a later scale-up.
+            "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete", "whenDeleted": "Delete"},
             "selector": {"matchLabels": names.selector},
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
             "template": {

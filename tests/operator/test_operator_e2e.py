@@ -1,0 +1,339 @@
+"""End to end: `helm install` runs the operator in the cluster (a pod with its service
+account); it turns a CaxtonCluster into node processes that form a cluster, places a
+CaxtonAgent's replicas, reports a killed node, scales with draining, keeps renewing
+certificates while paused, and cleans up.
+
+The tests share one release and one cluster and run in file order: each step starts
+from where the previous one left the cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.agents import build_example_agents
+from tests.support.cluster import ClusterUnderTest, temporary_namespace
+from tests.support.waiting import wait_for
+
+CHART = Path(__file__).resolve().parents[2] / "helm" / "caxton-operator"
+RELEASE, OPERATOR_NS = "caxton-operator", "caxton-system"
+OPERATOR_SA = f"system:serviceaccount:{OPERATOR_NS}:{RELEASE}"
+
+
+def helm(cluster: ClusterUnderTest, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([cluster.helm_path, f"--kubeconfig={cluster.kubeconfig}", *args],
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"helm {' '.join(args)}: {result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def release(crds: ClusterUnderTest) -> Iterator[ClusterUnderTest]:
+    if not crds.has_process_kubelet and not os.environ.get("CAXTON_TEST_IMAGES"):
+        pytest.skip("the caxton images must be loadable by this cluster's nodes: build them "
+                    "(images/README.md), load them (kind load docker-image) and set CAXTON_TEST_IMAGES=1")
+    helm(crds, "install", RELEASE, str(CHART), "-n", OPERATOR_NS, "--create-namespace", "--wait",
+         "--timeout", "180s")
+    try:
+        yield crds
+    finally:
+        helm(crds, "uninstall", RELEASE, "-n", OPERATOR_NS, "--wait", "--timeout", "120s")
+        crds.kube.delete(f"/api/v1/namespaces/{OPERATOR_NS}")
+
+
+@pytest.fixture(scope="module")
+def ns(release: ClusterUnderTest) -> Iterator[str]:
+    yield from temporary_namespace(release)
+
+
+def kubectl_json(cluster: ClusterUnderTest, *args: str) -> Any:
+    return json.loads(cluster.kubectl(*args, "-o", "json").stdout)
+
+
+def cluster_status(cluster: ClusterUnderTest, ns: str) -> dict[str, Any]:
+    status: dict[str, Any] = kubectl_json(cluster, "get", "cxc", "demo", "-n", ns).get("status") or {}
+    return status
+
+
+def agent_status(cluster: ClusterUnderTest, ns: str, name: str = "echo") -> dict[str, Any]:
+    status: dict[str, Any] = kubectl_json(cluster, "get", "cxa", name, "-n", ns).get("status") or {}
+    return status
+
+
+def alive(status: dict[str, Any]) -> list[str]:
+    return sorted(m["name"] for m in status.get("members") or [] if m["state"] == "alive")
+
+
+def events(cluster: ClusterUnderTest, ns: str, reason: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kubectl_json(cluster, "get", "events", "-n", ns,
+                                               "--field-selector", f"reason={reason}")["items"]
+    return items
+
+
+def operator_log(cluster: ClusterUnderTest) -> str:
+    """The operator container's log, from the process kubelet's pod directory."""
+    assert cluster.plane is not None
+    pods = kubectl_json(cluster, "get", "pods", "-n", OPERATOR_NS)["items"]
+    logs = [cluster.plane.layout.kubelet / "pods" / pod["metadata"]["uid"] / "operator.log" for pod in pods]
+    return "\n".join(path.read_text(errors="replace")[-5000:] for path in logs if path.exists())
+
+
+def wait_cluster(cluster: ClusterUnderTest, ns: str, check: Any, what: str, timeout: float = 180) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = wait_for(lambda: (s := cluster_status(cluster, ns)) and check(s) and s,
+                                          timeout=timeout, what=what, interval=0.5)
+        return result
+    except AssertionError:
+        print(json.dumps(cluster_status(cluster, ns), indent=1))
+        print(cluster.kubectl("get", "pods", "-A", "-o", "wide").stdout)
+        if cluster.plane is not None:
+            print(operator_log(cluster))
+        raise
+
+
+class Proxy:
+    """A node's API through the API server's pod proxy, as the plugin and operator reach it."""
+
+    def __init__(self, cluster: ClusterUnderTest, ns: str) -> None:
+        self.cluster, self.ns = cluster, ns
+        secret = cluster.kube.get(f"/api/v1/namespaces/{ns}/secrets/demo-api-token")
+        self.headers = {"X-Caxton-Token": base64.b64decode(secret["data"]["token"]).decode()}
+
+    def call(self, pod: str, method: str, path: str, **kwargs: Any) -> Any:
+        resp = self.cluster.kube.raw(method, f"/api/v1/namespaces/{self.ns}/pods/{pod}:8080/proxy{path}",
+                                     headers=self.headers, **kwargs)
+        assert resp.status_code < 300, f"{method} {pod}{path}: {resp.status_code} {resp.text}"
+        return resp.json() if resp.content else None
+
+    def echo_round_trip(self, via: str, receiver: str, content: Any) -> bool:
+        """Sends to `receiver` through node `via`; True once the echo comes back there."""
+        mailbox = f"tester-{uuid.uuid4().hex[:6]}"
+        self.call(via, "GET", f"/v1/mailboxes/{mailbox}")
+        resp = self.cluster.kube.raw("POST", f"/api/v1/namespaces/{self.ns}/pods/{via}:8080/proxy/v1/messages",
+                                     headers=self.headers, json={
+                                         "performative": "request", "sender": mailbox, "receiver": receiver,
+                                         "content": content, "conversation_id": mailbox})
+        if resp.status_code != 202:
+            return False
+        replies = self.call(via, "GET", f"/v1/mailboxes/{mailbox}", params={"wait": 3})
+        return any(r["content"]["content"] == content and r["sender"] == receiver for r in replies)
+
+
+def plugin(cluster: ClusterUnderTest, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kubectl caxton ...`, found by the pinned kubectl on PATH."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "KUBECONFIG": str(cluster.kubeconfig)}
+    return subprocess.run([cluster.kubectl_path, "caxton", *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+def kill_node_process(cluster: ClusterUnderTest, ns: str, pod: str) -> int:
+    """SIGKILLs the node process of `pod` (found by the pod address the kubelet gave it)."""
+    ip = kubectl_json(cluster, "get", "pod", pod, "-n", ns)["status"]["podIP"]
+    killed = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"CAXTON_POD_IP={ip}".encode() in environ and b"server" in cmdline:
+            os.kill(int(proc.name), signal.SIGKILL)
+            killed += 1
+    return killed
+
+
+# -- the steps ---------------------------------------------------------------------------------------------
+
+def test_helm_runs_the_operator_in_cluster_with_least_privilege(release: ClusterUnderTest) -> None:
+    helm(release, "lint", str(CHART))
+    bad = subprocess.run([release.helm_path, "template", "x", str(CHART), "--set", "logLevel=LOUD"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "logLevel" in bad.stderr  # values.schema.json
+    pods = kubectl_json(release, "get", "pods", "-n", OPERATOR_NS)["items"]
+    assert len(pods) == 1 and pods[0]["status"]["phase"] == "Running"
+    assert pods[0]["spec"]["serviceAccountName"] == RELEASE
+    assert not any(e["name"] == "KUBECONFIG" for e in pods[0]["spec"]["containers"][0].get("env") or [])
+
+    def can(verb: str, resource: str) -> bool:
+        resource, _, sub = resource.partition("/")
+        out = release.kubectl("auth", "can-i", verb, resource, f"--subresource={sub}", f"--as={OPERATOR_SA}",
+                              "-n", "default", check=False).stdout
+        return out.strip() == "yes"
+
+    assert can("patch", "caxtonclusters.caxton.dev/status") and can("create", "pods/proxy")
+    assert not can("update", "caxtonclusters.caxton.dev/status")
+    assert can("patch", "statefulsets.apps") and can("create", "events")
+    assert not can("delete", "statefulsets.apps") and not can("delete", "secrets")
+    assert not can("create", "pods") and not can("get", "nodes")
+
+
+def test_cluster_forms_and_reports_its_members(release: ClusterUnderTest, ns: str) -> None:
+    release.apply(yaml.safe_dump({
+        "apiVersion": "caxton.dev/v1alpha1", "kind": "CaxtonCluster", "metadata": {"name": "demo"},
+        "spec": {"replicas": 3, "version": "1.2.0", "storage": {"size": "64Mi"},
+                 "gossip": {"interval": "100ms", "probeInterval": "500ms", "probeTimeout": "200ms"},
+                 "rebalance": {"replaceAfter": "60s"}},
+    }), ns)
+    final = wait_cluster(release, ns, lambda s: s.get("phase") == "Running", "the CaxtonCluster to be Running")
+    assert final["readyReplicas"] == 3
+    assert alive(final) == ["demo-0", "demo-1", "demo-2"]
+    assert final["currentVersion"] == "1.2.0"
+    ready = next(c for c in final["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True" and ready["reason"] == "AllMembersAlive"
+    assert final["certificates"]["notAfter"] > final["certificates"]["renewAt"]
+    pods = kubectl_json(release, "get", "pods", "-n", ns)["items"]
+    assert {p["spec"]["containers"][0]["image"] for p in pods} == {"ghcr.io/caxton/caxton-node:1.2.0"}
+    assert events(release, ns, "Provisioning") and events(release, ns, "PhaseRunning")
+
+    members = plugin(release, "cluster", "members", "-n", ns, "-o", "json")
+    assert members.returncode == 0, members.stderr
+    assert sorted((m["id"], m["state"]) for m in json.loads(members.stdout)) == [
+        ("demo-0", "alive"), ("demo-1", "alive"), ("demo-2", "alive")]
+    table = plugin(release, "cluster", "members", "-n", ns, "--cluster", "demo").stdout.splitlines()
+    assert table[0].split()[:4] == ["NODE-ID", "STATUS", "LAST-SEEN", "AGENTS"]
+    assert "Status: HEALTHY (majority partition)" in plugin(release, "cluster", "status", "-n", ns).stdout
+    missing = plugin(release, "cluster", "members", "-n", ns, "--cluster", "nope")
+    assert missing.returncode == 2 and "nope" in missing.stderr
+
+
+def _apply_echo_agent(cluster: ClusterUnderTest, ns: str, wasm: bytes, sha256: str) -> None:
+    cluster.kube.apply(f"/api/v1/namespaces/{ns}/configmaps/echo-wasm", {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "echo-wasm", "namespace": ns},
+        "binaryData": {"agent.wasm": base64.b64encode(wasm).decode()},
+    }, manager="tests")
+    cluster.apply(yaml.safe_dump({
+        "apiVersion": "caxton.dev/v1alpha1", "kind": "CaxtonAgent", "metadata": {"name": "echo"},
+        "spec": {"clusterRef": {"name": "demo"}, "replicas": 2,
+                 "module": {"configMapRef": {"name": "echo-wasm", "key": "agent.wasm"}, "sha256": sha256}},
+    }), ns)
+
+
+def test_agent_replicas_are_placed_and_answer_across_nodes(release: ClusterUnderTest, ns: str) -> None:
+    wasm = build_example_agents()["echo"]
+    # A wrong checksum is refused with a reason, and nothing is deployed.
+    _apply_echo_agent(release, ns, wasm, "0" * 64)
+    refused = wait_for(lambda: next((c for c in agent_status(release, ns).get("conditions") or []
+                                     if c["reason"] == "ChecksumMismatch"), None), timeout=60,
+                       what="the checksum mismatch to be reported")
+    assert hashlib.sha256(wasm).hexdigest() in refused["message"]
+    assert all(not Proxy(release, ns).call(f"demo-{i}", "GET", "/v1/agents") for i in range(3))
+
+    _apply_echo_agent(release, ns, wasm, hashlib.sha256(wasm).hexdigest())
+    status = wait_for(lambda: (s := agent_status(release, ns)).get("readyReplicas") == 2 and s, timeout=60,
+                      what="both echo replicas to run")
+    placement = {p["replica"]: p["node"] for p in status["placement"]}
+    assert sorted(placement) == ["echo-0", "echo-1"]
+    assert len(set(placement.values())) == 2, "replicas spread over two nodes"
+    columns = release.kubectl("get", "cxa", "echo", "-n", ns).stdout.split()
+    assert columns[columns.index("AGE") + 1:][:4] == ["echo", "demo", "2", "2"]
+    (bystander,) = {"demo-0", "demo-1", "demo-2"} - set(placement.values())
+    proxy = Proxy(release, ns)
+    for replica in placement:
+        wait_for(lambda replica=replica: proxy.echo_round_trip(bystander, replica, replica), timeout=30,  # type: ignore[misc]
+                 what=f"{replica} to answer through {bystander}")
+
+
+def test_killed_node_is_reported_restarted_and_serves_its_agents(release: ClusterUnderTest, ns: str) -> None:
+    placement = {p["replica"]: p["node"] for p in agent_status(release, ns)["placement"]}
+    victim = placement["echo-0"]
+    restarts_before = kubectl_json(release, "get", "pod", victim, "-n", ns)["status"]["containerStatuses"][0][
+        "restartCount"]
+    assert kill_node_process(release, ns, victim) >= 1
+    # The operator saw it go: an Event, and the member's last transition in status.
+    wait_for(lambda: any(victim in e["message"] for reason in ("MemberSuspect", "MemberFailed")
+                         for e in events(release, ns, reason)), timeout=60, what=f"an event for {victim}")
+    final = wait_cluster(release, ns, lambda s: s.get("phase") == "Running" and any(
+        m["name"] == victim and m["state"] == "alive" and m.get("previousState") in ("suspect", "failed")
+        for m in s["members"]), f"{victim} to be back alive after being seen suspect or failed")
+    assert alive(final) == ["demo-0", "demo-1", "demo-2"]
+    pod = kubectl_json(release, "get", "pod", victim, "-n", ns)
+    assert pod["status"]["containerStatuses"][0]["restartCount"] > restarts_before
+    # Its agent came back from the node's volume, on the same node.
+    proxy = Proxy(release, ns)
+    other = next(n for n in ("demo-0", "demo-1", "demo-2") if n != victim)
+    wait_for(lambda: proxy.echo_round_trip(other, "echo-0", "again"), timeout=60, what="echo-0 to answer again")
+    status = wait_for(lambda: (s := agent_status(release, ns)).get("readyReplicas") == 2 and s, timeout=60,
+                      what="the CaxtonAgent to be ready again")
+    assert {p["replica"]: p["node"] for p in status["placement"]}["echo-0"] == victim
+
+
+def test_scaling_out_and_in_keeps_every_agent(release: ClusterUnderTest, ns: str) -> None:
+    release.kubectl("scale", "cxc", "demo", "-n", ns, "--replicas=5")
+    wait_cluster(release, ns, lambda s: s.get("phase") == "Running" and len(alive(s)) == 5,
+                 "five alive members")
+    assert events(release, ns, "ScalingUp")
+    # An agent deployed by hand on a node that is about to go.
+    proxy = Proxy(release, ns)
+    wasm = build_example_agents()["echo"]
+    proxy.call("demo-4", "POST", "/v1/agents", json={"id": "manual", "wasm": base64.b64encode(wasm).decode()})
+    release.kubectl("patch", "cxa", "echo", "-n", ns, "--type=merge", "-p", '{"spec":{"replicas":4}}')
+    wait_for(lambda: agent_status(release, ns).get("readyReplicas") == 4, timeout=60, what="four echo replicas")
+
+    release.kubectl("scale", "cxc", "demo", "-n", ns, "--replicas=3")
+    final = wait_cluster(release, ns, lambda s: s.get("phase") == "Running" and alive(s) == [
+        "demo-0", "demo-1", "demo-2"] and len(s["members"]) == 3, "three members after scaling in")
+    assert final["readyReplicas"] == 3
+    assert events(release, ns, "AgentsMoved")
+    everywhere = {a["id"]: pod for pod in ("demo-0", "demo-1", "demo-2")
+                  for a in proxy.call(pod, "GET", "/v1/agents")}
+    assert {"manual", "echo-0", "echo-1", "echo-2", "echo-3"} <= set(everywhere)
+    status = wait_for(lambda: (s := agent_status(release, ns)).get("readyReplicas") == 4 and s, timeout=60,
+                      what="every echo replica running on the remaining nodes")
+    assert {p["node"] for p in status["placement"]} <= {"demo-0", "demo-1", "demo-2"}
+    for agent in ("manual", "echo-3"):
+        wait_for(lambda agent=agent: proxy.echo_round_trip("demo-0", agent, agent), timeout=30,  # type: ignore[misc]
+                 what=f"{agent} to answer after the scale-in")
+    pvcs = kubectl_json(release, "get", "pvc", "-n", ns)["items"]
+    wait_for(lambda: len(kubectl_json(release, "get", "pvc", "-n", ns)["items"]) == 3, timeout=60,
+             what=f"the removed nodes' volumes to go (have {len(pvcs)})")
+
+
+def test_pause_holds_spec_changes_but_certificates_renew(release: ClusterUnderTest, ns: str) -> None:
+    release.kubectl("annotate", "cxc", "demo", "-n", ns, "caxton.dev/pause-reconciliation=true")
+    paused = wait_cluster(release, ns, lambda s: s.get("phase") == "Paused", "the Paused phase")
+    condition = next(c for c in paused["conditions"] if c["type"] == "ReconciliationPaused")
+    assert condition["status"] == "True" and "certificate renewal continues" in condition["message"]
+    before = paused["certificates"]["notAfter"]
+    # Inside the renew-before window at once: while paused, the operator still renews.
+    release.kubectl("patch", "cxc", "demo", "-n", ns, "--type=merge", "-p",
+                    '{"spec":{"replicas":4,"tls":{"renewBefore":"2159h59m50s"}}}')
+    wait_for(lambda: cluster_status(release, ns)["certificates"]["notAfter"] > before, timeout=60,
+             what="the certificates to be renewed while paused")
+    assert events(release, ns, "CertificatesRenewed")
+    sts = kubectl_json(release, "get", "statefulset", "demo", "-n", ns)
+    assert sts["spec"]["replicas"] == 3, "a paused cluster is not scaled"
+    # Renewed certificates are loaded live: the members keep talking.
+    assert alive(cluster_status(release, ns)) == ["demo-0", "demo-1", "demo-2"]
+    release.kubectl("patch", "cxc", "demo", "-n", ns, "--type=merge", "-p",
+                    '{"spec":{"replicas":3,"tls":{"renewBefore":"720h"}}}')
+    release.kubectl("annotate", "cxc", "demo", "-n", ns, "caxton.dev/pause-reconciliation-")
+    wait_cluster(release, ns, lambda s: s.get("phase") == "Running" and any(
+        c["type"] == "ReconciliationPaused" and c["status"] == "False" for c in s["conditions"]),
+        "reconciliation to resume")
+    assert Proxy(release, ns).echo_round_trip("demo-1", "echo-0", "after rotation")
+
+
+def test_deleting_the_cluster_removes_everything_it_owned(release: ClusterUnderTest, ns: str) -> None:
+    release.kubectl("delete", "cxa", "echo", "-n", ns, "--wait=true", "--timeout=60s")
+    assert not any(a["id"].startswith("echo-") for pod in ("demo-0", "demo-1", "demo-2")
+                   for a in Proxy(release, ns).call(pod, "GET", "/v1/agents"))
+    release.kubectl("delete", "cxc", "demo", "-n", ns, "--wait=true", "--timeout=60s")
+    wait_for(lambda: not release.kubectl("get", "statefulsets,configmaps,secrets,services,pdb,pvc", "-n", ns,
+                                         "-l", "app.kubernetes.io/instance=demo", "-o", "name").stdout.strip(),
+             timeout=90, what="every owned object to be garbage-collected")
