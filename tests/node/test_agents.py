@@ -74,6 +74,12 @@ def test_c_counter_agent_counts(node_factory: NodeFactory, agents: dict[str, byt
         counts = [r["content"]["count"] for r in collect(client, "tester", 5)]
     assert counts == [1, 2, 3, 4, 5]
     assert "counter ready" in node.log_file.read_text()
+    # The module as deployed, for moving the agent to another node.
+    with node.client() as client:
+        module = client.get("/v1/agents/counter/module")
+        assert module.status_code == 200 and module.content == agents["counter"]
+        assert module.headers["content-type"] == "application/wasm"
+        assert client.get("/v1/agents/nobody/module").json()["code"] == "agent_not_found"
 
 
 def test_infinite_loop_is_stopped_at_its_deadline(node_factory: NodeFactory, agents: dict[str, bytes]) -> None:
