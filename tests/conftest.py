@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.cluster import ClusterUnderTest, start_cluster, stop_cluster, temporary_namespace
+from tests.support.waiting import wait_for
+
+CRD_DIR = Path(__file__).resolve().parents[1] / "crds"
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +33,14 @@ def process_cluster(cluster: ClusterUnderTest) -> ClusterUnderTest:
 @pytest.fixture
 def namespace(cluster: ClusterUnderTest) -> Iterator[str]:
     yield from temporary_namespace(cluster)
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: ClusterUnderTest) -> ClusterUnderTest:
+    """The cluster with the CRDs applied (once per session)."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
+    for name in ("caxtonclusters", "caxtonupgrades", "caxtonagents"):
+        wait_for(lambda name=name: cluster.kubectl(  # type: ignore[misc]
+            "get", "crd", f"{name}.caxton.dev", "-o", "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+        ).stdout == "True", timeout=30, what=f"CRD {name} established")
+    return cluster

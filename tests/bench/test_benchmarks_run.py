@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.support.cluster import ClusterUnderTest
+
 
 def test_node_benchmark_produces_its_figures(tmp_path: Path) -> None:
     out = tmp_path / "node.json"
@@ -35,3 +39,21 @@ def test_cluster_benchmark_produces_its_figures(tmp_path: Path) -> None:
     assert set(figures) >= {"caxton_join_convergence_s_3", "caxton_failure_detection_s_3",
                             "caxton_cross_node_p50_ms", "caxton_cross_node_p99_ms", "caxton_cross_node_msgs_per_s"}
     assert all(value > 0 for value in figures.values())
+
+
+def test_operator_benchmark_produces_its_figures(crds: ClusterUnderTest, tmp_path: Path) -> None:
+    if not crds.has_process_kubelet:
+        pytest.skip("installs the operator image, which only the process kubelet runs without a registry")
+    out = tmp_path / "operator.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.operator", "--trials", "1", "--sts-trials", "2", "--replicas", "2",
+         "--kubeconfig", str(crds.kubeconfig), "--helm", crds.helm_path, "--kubectl", crds.kubectl_path,
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    figures = json.loads(out.read_text())["figures"]
+    assert set(figures) >= {"cr_to_statefulset_p50_ms", "cr_to_pods_ready_s", "cr_to_all_members_alive_s",
+                            "operator_rss_mib"}
+    assert all(value > 0 for value in figures.values())
+    assert "cr_to_statefulset_p50_ms" in result.stdout

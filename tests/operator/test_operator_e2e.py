@@ -44,7 +44,7 @@ def helm(cluster: ClusterUnderTest, *args: str, timeout: float = 300) -> subproc
 def release(crds: ClusterUnderTest) -> Iterator[ClusterUnderTest]:
     if not crds.has_process_kubelet and not os.environ.get("CAXTON_TEST_IMAGES"):
         pytest.skip("the caxton images must be loadable by this cluster's nodes: build them "
-                    "(images/README.md), load them (kind load docker-image) and set CAXTON_TEST_IMAGES=1")
+                    "(images/Dockerfile), load them (kind load docker-image) and set CAXTON_TEST_IMAGES=1")
     helm(crds, "install", RELEASE, str(CHART), "-n", OPERATOR_NS, "--create-namespace", "--wait",
          "--timeout", "180s")
     try:

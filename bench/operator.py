@@ -1,0 +1,170 @@
+"""Operator benchmark: how fast a CaxtonCluster becomes a running, gossiping cluster.
+
+    python -m bench.operator [--replicas 3] [--trials 3] [--sts-trials 10] [--json out.json]
+
+Installs the operator with the pinned helm (a pod with its service account, as a
+user would run it), then for each trial applies a CaxtonCluster in a fresh
+namespace and times, from the apply: the StatefulSet created, all pods Ready, and
+status listing every member alive. `--sts-trials` more clusters (1 replica) are
+applied and deleted as soon as their StatefulSet exists, for the P50 of that step.
+Operator RSS comes from its own /metrics, read through the pod proxy.
+
+Without KUBECONFIG (or --kubeconfig) it starts a local control plane of its own
+in a temporary directory and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from caxton_local.kube import Kube
+
+from bench.report import Targets, report
+from tests.support.cluster import ClusterUnderTest, start_cluster, stop_cluster
+
+CHART = Path(__file__).resolve().parents[1] / "helm" / "caxton-operator"
+CRDS = Path(__file__).resolve().parents[1] / "crds"
+RELEASE, RELEASE_NS = "caxton-bench", "caxton-bench"
+TARGETS: Targets = {"cr_to_statefulset_p50_ms": ("<=", 200.0), "cr_to_all_members_alive_s": ("<=", 20.0)}
+POLL = 0.02
+
+
+def until(check: Callable[[], Any], timeout: float, what: str) -> float:
+    """Seconds until `check` is truthy (polled every 20 ms)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(POLL)
+    raise TimeoutError(f"{what}: not within {timeout:.0f}s")
+
+
+def cluster_cr(name: str, replicas: int) -> dict[str, Any]:
+    return {"apiVersion": "caxton.dev/v1alpha1", "kind": "CaxtonCluster", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "version": "1.2.0", "storage": {"size": "64Mi"},
+                     "gossip": {"interval": "100ms", "probeInterval": "500ms", "probeTimeout": "200ms"}}}
+
+
+class Bench:
+    def __init__(self, cluster: ClusterUnderTest) -> None:
+        self.cluster = cluster
+        self.kube: Kube = cluster.kube
+
+    def helm(self, *args: str) -> None:
+        subprocess.run([self.cluster.helm_path, f"--kubeconfig={self.cluster.kubeconfig}", *args], check=True,
+                       capture_output=True, text=True, timeout=300)
+
+    def namespace(self) -> str:
+        name = f"bench-{uuid.uuid4().hex[:6]}"
+        self.kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        return name
+
+    def apply(self, namespace: str, obj: dict[str, Any]) -> None:
+        self.kube.create(f"/apis/caxton.dev/v1alpha1/namespaces/{namespace}/caxtonclusters", obj)
+
+    def sts(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.kube.get_or_none(f"/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}")
+
+    def status(self, namespace: str, name: str) -> dict[str, Any]:
+        obj = self.kube.get(f"/apis/caxton.dev/v1alpha1/namespaces/{namespace}/caxtonclusters/{name}")
+        result: dict[str, Any] = obj.get("status") or {}
+        return result
+
+    def trial(self, replicas: int) -> tuple[float, float, float]:
+        """(to StatefulSet, to all pods Ready, to all members alive in status), seconds."""
+        ns = self.namespace()
+        try:
+            self.apply(ns, cluster_cr("demo", replicas))
+            to_sts = until(lambda: self.sts(ns, "demo"), 30, "StatefulSet")
+            to_ready = until(lambda: ((self.sts(ns, "demo") or {}).get("status") or {}).get("readyReplicas")
+                             == replicas, 180, "pods Ready")
+            to_alive = until(lambda: sum(m["state"] == "alive" for m in self.status(ns, "demo").get("members") or [])
+                             == replicas, 180, "members alive")
+            return to_sts, to_sts + to_ready, to_sts + to_ready + to_alive
+        finally:
+            self.kube.delete(f"/api/v1/namespaces/{ns}")
+
+    def sts_latency(self, count: int) -> list[float]:
+        ns = self.namespace()
+        samples = []
+        try:
+            for i in range(count):
+                name = f"s{i}"
+                started = time.monotonic()
+                self.apply(ns, cluster_cr(name, 1))
+                until(lambda name=name: self.sts(ns, name), 30, "StatefulSet")  # type: ignore[misc]
+                samples.append(time.monotonic() - started)
+                self.kube.delete(f"/apis/caxton.dev/v1alpha1/namespaces/{ns}/caxtonclusters/{name}")
+        finally:
+            self.kube.delete(f"/api/v1/namespaces/{ns}")
+        return samples
+
+    def operator_rss_mib(self) -> float:
+        pods = self.kube.get(f"/api/v1/namespaces/{RELEASE_NS}/pods")["items"]
+        pod = pods[0]["metadata"]["name"]
+        text = self.kube.raw("GET", f"/api/v1/namespaces/{RELEASE_NS}/pods/{pod}:9090/proxy/metrics").text
+        match = re.search(r"^process_resident_memory_bytes ([0-9.e+]+)$", text, re.M)
+        return float(match.group(1)) / 2**20 if match else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replicas", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--sts-trials", type=int, default=10)
+    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
+    parser.add_argument("--helm", help="helm binary (default: the pinned one, or helm on PATH with KUBECONFIG)")
+    parser.add_argument("--kubectl", help="kubectl binary (same defaults)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    else:
+        os.environ.pop("KUBECONFIG", None)
+    with tempfile.TemporaryDirectory(prefix="caxton-bench-") as state:
+        cluster = start_cluster(Path(state))
+        cluster.helm_path = args.helm or cluster.helm_path
+        cluster.kubectl_path = args.kubectl or cluster.kubectl_path
+        bench = Bench(cluster)
+        try:
+            subprocess.run([cluster.kubectl_path, f"--kubeconfig={cluster.kubeconfig}", "apply", "--server-side",
+                            "--force-conflicts", "-f", str(CRDS)], check=True, capture_output=True, timeout=60)
+            print(f"installing the operator with helm ({RELEASE} in {RELEASE_NS})", flush=True)
+            bench.helm("install", RELEASE, str(CHART), "-n", RELEASE_NS, "--create-namespace", "--wait",
+                       "--timeout", "180s")
+            try:
+                print(f"{args.sts_trials} clusters applied for the StatefulSet latency", flush=True)
+                sts = bench.sts_latency(args.sts_trials)
+                runs = []
+                for i in range(args.trials):
+                    runs.append(bench.trial(args.replicas))
+                    print(f"trial {i + 1}: StatefulSet {runs[-1][0] * 1000:.0f} ms, pods Ready {runs[-1][1]:.1f} s, "
+                          f"members alive {runs[-1][2]:.1f} s", flush=True)
+                rss = bench.operator_rss_mib()
+            finally:
+                bench.helm("uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout", "120s")
+                cluster.kube.delete(f"/api/v1/namespaces/{RELEASE_NS}")
+        finally:
+            stop_cluster(cluster)
+    figures = {
+        "cr_to_statefulset_p50_ms": statistics.median(sts) * 1000,
+        "cr_to_statefulset_max_ms": max(sts) * 1000,
+        "cr_to_pods_ready_s": statistics.median(r[1] for r in runs),
+        "cr_to_all_members_alive_s": statistics.median(r[2] for r in runs),
+        "operator_rss_mib": rss,
+    }
+    report(figures, TARGETS, args.json)
+
+
+if __name__ == "__main__":
+    main()
