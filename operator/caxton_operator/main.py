@@ -29,6 +29,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # A handler that keeps failing is retried with back-off, not forever at full speed.
     settings.execution.max_workers = 8
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+    # Kopf waits this long for more events of an object before handling them (default 0.1 s);
+    # a create takes two rounds (finalizer, then handler), and users wait for both.
+    settings.batching.batch_window = 0.02
 
 
 def main() -> None:
