@@ -44,20 +44,48 @@ class NodeClient:
         return _result(resp, self.base_url)
 
 
-class ProxyNodeClient:
-    """The same calls, to a Ready node of a CaxtonCluster through the API server's pod proxy."""
+class ClusterRef:
+    """The CaxtonCluster a `kubectl caxton` command is about (-n, --cluster, or the only one)."""
 
     def __init__(self, kubeconfig: str | None, namespace: str | None, cluster: str | None) -> None:
         from caxton_local.kube import Kube, KubeError
 
+        self.namespace = namespace or _context_namespace(kubeconfig)
         try:
             self.kube = Kube(kubeconfig)
-            namespace = namespace or _context_namespace(kubeconfig)
-            cluster = cluster or self._only_cluster(namespace)
+            self.name = cluster or self._only_cluster()
+        except KubeError as err:
+            raise CommandError(f"cannot list CaxtonClusters in {self.namespace}: {err}", exit_code=2) from None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ClusterRef:
+        return cls(args.kubeconfig, args.namespace, args.cluster)
+
+    def _only_cluster(self) -> str:
+        found = [c["metadata"]["name"] for c in
+                 self.kube.get(f"/apis/caxton.dev/v1alpha1/namespaces/{self.namespace}/caxtonclusters")["items"]]
+        if len(found) != 1:
+            raise CommandError(f"{len(found)} CaxtonClusters in namespace {self.namespace} "
+                               f"({', '.join(found) or 'none'}): choose one with --cluster", exit_code=2)
+        return str(found[0])
+
+    def path(self, plural: str = "caxtonclusters", name: str | None = None) -> str:
+        base = f"/apis/caxton.dev/v1alpha1/namespaces/{self.namespace}/{plural}"
+        return f"{base}/{name}" if name else base
+
+
+class ProxyNodeClient:
+    """The same calls, to a Ready node of a CaxtonCluster through the API server's pod proxy."""
+
+    def __init__(self, ref: ClusterRef) -> None:
+        from caxton_local.kube import KubeError
+
+        self.kube = ref.kube
+        namespace, cluster = ref.namespace, ref.name
+        try:
             secret = self.kube.get(f"/api/v1/namespaces/{namespace}/secrets/{cluster}-api-token")
         except KubeError as err:
-            raise CommandError(f"cannot read CaxtonCluster {cluster or '?'} in {namespace}: {err}", exit_code=2) \
-                from None
+            raise CommandError(f"cannot read CaxtonCluster {cluster} in {namespace}: {err}", exit_code=2) from None
         self.token = base64.b64decode(secret["data"]["token"]).decode()
         pods = self.kube.get(f"/api/v1/namespaces/{namespace}/pods",
                              labelSelector=f"app.kubernetes.io/name=caxton,app.kubernetes.io/instance={cluster}")
@@ -67,14 +95,6 @@ class ProxyNodeClient:
             raise CommandError(f"CaxtonCluster {namespace}/{cluster} has no Ready pod to ask", exit_code=2)
         self.where = f"{namespace}/{ready[0]}"
         self.prefix = f"/api/v1/namespaces/{namespace}/pods/{ready[0]}:8080/proxy"
-
-    def _only_cluster(self, namespace: str) -> str:
-        found = [c["metadata"]["name"] for c in
-                 self.kube.get(f"/apis/caxton.dev/v1alpha1/namespaces/{namespace}/caxtonclusters")["items"]]
-        if len(found) != 1:
-            raise CommandError(f"{len(found)} CaxtonClusters in namespace {namespace} "
-                               f"({', '.join(found) or 'none'}): choose one with --cluster", exit_code=2)
-        return str(found[0])
 
     def call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
              timeout: float | None = None) -> Any:
@@ -111,7 +131,7 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
 
 def client_from_args(args: argparse.Namespace) -> NodeClient | ProxyNodeClient:
     if FRONT_DOOR == "kubectl":
-        return ProxyNodeClient(args.kubeconfig, args.namespace, args.cluster)
+        return ProxyNodeClient(ClusterRef.from_args(args))
     token = os.environ.get("CAXTON_TOKEN")
     if args.token_file:
         try:

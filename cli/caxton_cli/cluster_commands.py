@@ -7,6 +7,7 @@ import argparse
 import time
 from typing import Any
 
+from caxton_cli import client, declarative
 from caxton_cli.client import add_connection_args, client_from_args
 from caxton_cli.output import CommandError, emit
 
@@ -123,3 +124,7 @@ def register_more(cluster: argparse._SubParsersAction[argparse.ArgumentParser]) 
     w.add_argument("--timeout", type=float, default=300.0, help="stop after this many seconds (default 300)")
     w.add_argument("--interval", type=float, default=1.0)
     command("verify", verify, "compare state across members and name every difference")
+    if client.FRONT_DOOR == "kubectl":
+        scale = command("scale", declarative.cluster_scale, "change the number of nodes (scale-in moves agents first)")
+        scale.add_argument("--replicas", type=int, required=True)
+        declarative.add_wait_flags(scale, 300.0)

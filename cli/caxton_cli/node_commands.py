@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from caxton_cli import client, declarative
 from caxton_cli.client import add_connection_args, client_from_args
 from caxton_cli.output import CommandError, emit
 
@@ -154,14 +155,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                else "alias of `agents`")
         verbs = group.add_subparsers(dest="verb", required=True)
         command(verbs, "list", agents_list, "agents with state, queue and latency")
-        deploy = command(verbs, "deploy", agents_deploy, "deploy a Wasm module as an agent")
+        if client.FRONT_DOOR == "kubectl":  # declarative: a CaxtonAgent the operator places
+            deploy = command(verbs, "deploy", declarative.agents_deploy,
+                             "deploy a Wasm module as a CaxtonAgent (with a ConfigMap holding it)")
+            deploy.add_argument("--replicas", type=int, default=1)
+            declarative.add_wait_flags(deploy, 120.0)
+            remove = command(verbs, "remove", declarative.agents_remove, "delete a CaxtonAgent and its replicas")
+            declarative.add_wait_flags(remove, 60.0)
+        else:
+            deploy = command(verbs, "deploy", agents_deploy, "deploy a Wasm module as an agent")
+            remove = command(verbs, "remove", agents_remove, "remove an agent")
+        remove.add_argument("id")
         deploy.add_argument("module", help="path of the .wasm file")
-        deploy.add_argument("--id", required=True)
+        deploy.add_argument("--id", required=True, help="the agent's name")
         deploy.add_argument("--memory", help="memory limit, e.g. 16Mi")
         deploy.add_argument("--fuel", type=int, help="fuel per message")
         deploy.add_argument("--deadline", help="time per message, e.g. 10ms")
         deploy.add_argument("--priority", choices=("low", "normal", "high"), default="normal")
-        command(verbs, "remove", agents_remove, "remove an agent").add_argument("id")
         command(verbs, "slow", agents_slow, "agents whose P99 exceeds a threshold").add_argument(
             "--threshold", default="100ms")
         for verb in ("suspend", "resume"):
