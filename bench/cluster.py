@@ -21,7 +21,6 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -36,6 +35,7 @@ from caxton_node.server import start_clustering
 
 from bench.echo_load import burst, percentile, round_trips
 from bench.report import Targets, report
+from bench.timing import wait_until
 from tests.support.agents import build_example_agents
 from tests.support.nodes import NodeFactory, gossip_key, issue_node_cert
 
@@ -44,16 +44,6 @@ TARGETS: Targets = {
     "caxton_cross_node_p99_ms": ("<=", 1.0),
     "caxton_join_convergence_s_50": ("<=", 2.0),
 }
-POLL = 0.05
-
-
-def wait_until(check: Callable[[], bool], timeout: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if check():
-            return time.monotonic() - started
-        time.sleep(POLL)
-    raise TimeoutError(f"condition not met within {timeout}s")
 
 
 # -- SWIM (ours) -----------------------------------------------------------------------------------

@@ -23,13 +23,13 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from caxton_local.kube import Kube
 
 from bench.report import Targets, report
+from bench.timing import wait_until
 from tests.support.cluster import ClusterUnderTest, start_cluster, stop_cluster
 
 CHART = Path(__file__).resolve().parents[1] / "helm" / "caxton-operator"
@@ -37,16 +37,6 @@ CRDS = Path(__file__).resolve().parents[1] / "crds"
 RELEASE, RELEASE_NS = "caxton-bench", "caxton-bench"
 TARGETS: Targets = {"cr_to_statefulset_p50_ms": ("<=", 200.0), "cr_to_all_members_alive_s": ("<=", 20.0)}
 POLL = 0.02
-
-
-def until(check: Callable[[], Any], timeout: float, what: str) -> float:
-    """Seconds until `check` is truthy (polled every 20 ms)."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if check():
-            return time.monotonic() - started
-        time.sleep(POLL)
-    raise TimeoutError(f"{what}: not within {timeout:.0f}s")
 
 
 def cluster_cr(name: str, replicas: int) -> dict[str, Any]:
@@ -80,16 +70,20 @@ class Bench:
         result: dict[str, Any] = obj.get("status") or {}
         return result
 
+    def ready_replicas(self, namespace: str) -> int:
+        return int(((self.sts(namespace, "demo") or {}).get("status") or {}).get("readyReplicas", 0))
+
+    def alive_members(self, namespace: str) -> int:
+        return sum(m["state"] == "alive" for m in self.status(namespace, "demo").get("members") or [])
+
     def trial(self, replicas: int) -> tuple[float, float, float]:
         """(to StatefulSet, to all pods Ready, to all members alive in status), seconds."""
         ns = self.namespace()
         try:
             self.apply(ns, cluster_cr("demo", replicas))
-            to_sts = until(lambda: self.sts(ns, "demo"), 30, "StatefulSet")
-            to_ready = until(lambda: ((self.sts(ns, "demo") or {}).get("status") or {}).get("readyReplicas")
-                             == replicas, 180, "pods Ready")
-            to_alive = until(lambda: sum(m["state"] == "alive" for m in self.status(ns, "demo").get("members") or [])
-                             == replicas, 180, "members alive")
+            to_sts = wait_until(lambda: self.sts(ns, "demo"), 30, poll=POLL, what="StatefulSet")
+            to_ready = wait_until(lambda: self.ready_replicas(ns) == replicas, 180, poll=POLL, what="pods Ready")
+            to_alive = wait_until(lambda: self.alive_members(ns) == replicas, 180, poll=POLL, what="members alive")
             return to_sts, to_sts + to_ready, to_sts + to_ready + to_alive
         finally:
             self.kube.delete(f"/api/v1/namespaces/{ns}")
@@ -102,7 +96,7 @@ class Bench:
                 name = f"s{i}"
                 started = time.monotonic()
                 self.apply(ns, cluster_cr(name, 1))
-                until(lambda name=name: self.sts(ns, name), 30, "StatefulSet")  # type: ignore[misc]
+                wait_until(lambda name=name: self.sts(ns, name), 30, poll=POLL, what="StatefulSet")  # type: ignore[misc]
                 samples.append(time.monotonic() - started)
                 self.kube.delete(f"/apis/caxton.dev/v1alpha1/namespaces/{ns}/caxtonclusters/{name}")
         finally:

@@ -249,6 +249,30 @@ def test_agent_replicas_are_placed_and_answer_across_nodes(release: ClusterUnder
                  what=f"{replica} to answer through {bystander}")
 
 
+def test_kubectl_caxton_deploys_and_removes_agents_through_the_operator(release: ClusterUnderTest,
+                                                                        ns: str, tmp_path: Path) -> None:
+    module = tmp_path / "counter.wasm"
+    module.write_bytes(build_example_agents()["counter"])
+    deployed = plugin(release, "agents", "deploy", str(module), "--id", "counter", "--replicas", "1",
+                      "--memory", "8Mi", "-n", ns, "-o", "json")
+    assert deployed.returncode == 0, deployed.stderr
+    agent = kubectl_json(release, "get", "cxa", "counter", "-n", ns)
+    assert agent["spec"]["module"]["sha256"] == hashlib.sha256(module.read_bytes()).hexdigest()
+    assert agent["spec"]["limits"]["memory"] == "8Mi" and agent["status"]["readyReplicas"] == 1
+    assert json.loads(deployed.stdout)["status"]["placement"][0]["replica"] == "counter-0"
+    assert any(a["id"] == "counter-0" for pod in ("demo-0", "demo-1", "demo-2")
+               for a in Proxy(release, ns).call(pod, "GET", "/v1/agents"))
+    refused = plugin(release, "agents", "deploy", str(module), "--id", "Bad_Name", "-n", ns)
+    assert refused.returncode == 1 and "Bad_Name" in refused.stderr
+    removed = plugin(release, "agents", "remove", "counter", "-n", ns)
+    assert removed.returncode == 0, removed.stderr
+    assert not any(a["id"].startswith("counter") for pod in ("demo-0", "demo-1", "demo-2")
+                   for a in Proxy(release, ns).call(pod, "GET", "/v1/agents"))
+    assert release.kubectl("get", "configmap", "counter-wasm", "-n", ns, check=False).returncode != 0
+    gone = plugin(release, "agents", "remove", "counter", "-n", ns)
+    assert gone.returncode == 4 and "no CaxtonAgent counter" in gone.stderr
+
+
 def test_killed_node_is_reported_restarted_and_serves_its_agents(release: ClusterUnderTest, ns: str) -> None:
     placement = {p["replica"]: p["node"] for p in agent_status(release, ns)["placement"]}
     victim = placement["echo-0"]
@@ -285,7 +309,10 @@ def test_scaling_out_and_in_keeps_every_agent(release: ClusterUnderTest, ns: str
     release.kubectl("patch", "cxa", "echo", "-n", ns, "--type=merge", "-p", '{"spec":{"replicas":4}}')
     wait_for(lambda: agent_status(release, ns).get("readyReplicas") == 4, timeout=60, what="four echo replicas")
 
-    release.kubectl("scale", "cxc", "demo", "-n", ns, "--replicas=3")
+    # `kubectl caxton cluster scale` patches the scale subresource and waits for the members.
+    scaled = plugin(release, "cluster", "scale", "--replicas", "3", "-n", ns, "-o", "json")
+    assert scaled.returncode == 0, scaled.stderr
+    assert sorted(m["name"] for m in json.loads(scaled.stdout)["status"]["members"]) == ["demo-0", "demo-1", "demo-2"]
     final = wait_cluster(release, ns, lambda s: s.get("phase") == "Running" and alive(s) == [
         "demo-0", "demo-1", "demo-2"] and len(s["members"]) == 3, "three members after scaling in")
     assert final["readyReplicas"] == 3
