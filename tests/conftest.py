@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cluster import ClusterUnderTest, start_cluster, stop_cluster, temporary_namespace
+from tests.support.netfault import NetworkPartition, iptables_available
 from tests.support.waiting import wait_for
 
 CRD_DIR = Path(__file__).resolve().parents[1] / "crds"
@@ -44,3 +45,16 @@ def crds(cluster: ClusterUnderTest) -> ClusterUnderTest:
             "get", "crd", f"{name}.caxton.dev", "-o", "jsonpath={.status.conditions[?(@.type=='Established')].status}",
         ).stdout == "True", timeout=30, what=f"CRD {name} established")
     return cluster
+
+
+@pytest.fixture
+def partition() -> Iterator[NetworkPartition]:
+    """iptables rules that cut links between loopback addresses; always removed afterwards."""
+    problem = iptables_available()
+    if problem:
+        pytest.skip(problem)
+    net = NetworkPartition()
+    try:
+        yield net
+    finally:
+        net.remove()

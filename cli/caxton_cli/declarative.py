@@ -97,16 +97,10 @@ def agents_deploy(args: argparse.Namespace) -> None:
 
 @_api_errors
 def agents_remove(args: argparse.Namespace) -> None:
-    from caxton_local.kube import KubeError
-
     ref = ClusterRef.from_args(args)
-    try:
-        ref.kube.delete(ref.path("caxtonagents", args.id))
-    except KubeError as err:
-        if err.status == 404:
-            raise CommandError(f"no CaxtonAgent {args.id} in {ref.namespace}; agents deployed straight to a "
-                               "node are removed with `caxton agents remove --api ...`", exit_code=4) from None
-        raise
+    if ref.kube.delete(ref.path("caxtonagents", args.id)) is None:  # None: it did not exist
+        raise CommandError(f"no CaxtonAgent {args.id} in {ref.namespace}; agents deployed straight to a "
+                           "node are removed with `caxton agents remove --api ...`", exit_code=4)
     if not args.no_wait:
         _wait(lambda: ref.kube.get_or_none(ref.path("caxtonagents", args.id)) is None, timeout=args.timeout,
               what=f"the operator to remove {args.id} from every node")

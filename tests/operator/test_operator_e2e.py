@@ -26,6 +26,7 @@ import yaml
 
 from tests.support.agents import build_example_agents
 from tests.support.cluster import ClusterUnderTest, temporary_namespace
+from tests.support.netfault import NetworkPartition
 from tests.support.waiting import wait_for
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "caxton-operator"
@@ -295,6 +296,23 @@ def test_killed_node_is_reported_restarted_and_serves_its_agents(release: Cluste
     status = wait_for(lambda: (s := agent_status(release, ns)).get("readyReplicas") == 2 and s, timeout=60,
                       what="the CaxtonAgent to be ready again")
     assert {p["replica"]: p["node"] for p in status["placement"]}["echo-0"] == victim
+
+
+def test_a_partition_is_told_apart_from_a_crash(release: ClusterUnderTest, ns: str,
+                                               partition: NetworkPartition) -> None:
+    if not release.has_process_kubelet:
+        pytest.skip("iptables on this machine reaches only pods of the process kubelet")
+    ips = {p["metadata"]["name"]: p["status"]["podIP"] for p in kubectl_json(release, "get", "pods", "-n", ns)["items"]}
+    partition.cut([ips["demo-2"]], [ips["demo-0"], ips["demo-1"]])
+    cut = wait_cluster(release, ns, lambda s: (s.get("partition") or {}).get("unreachable") == ["demo-2"],
+                       "demo-2 to be reported cut off")
+    condition = next(c for c in cut["conditions"] if c["type"] == "PartitionDetected")
+    assert condition["status"] == "True" and "demo-2" in condition["message"]
+    assert cut["phase"] == "Degraded"
+    assert events(release, ns, "Partitioned")
+    partition.heal()
+    wait_cluster(release, ns, lambda s: s.get("phase") == "Running" and not s["partition"]["partitioned"],
+                 "the partition to heal")
 
 
 def test_scaling_out_and_in_keeps_every_agent(release: ClusterUnderTest, ns: str) -> None:

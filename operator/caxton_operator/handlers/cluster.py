@@ -8,7 +8,6 @@ even while reconciliation is paused), and turns every transition into an Event.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -180,6 +179,13 @@ def _members(raw: list[dict[str, Any]], previous: list[dict[str, Any]],
     return out
 
 
+def _ready_pods(names: Names) -> set[str]:
+    selector = ",".join(f"{k}={v}" for k, v in names.selector.items())
+    pods = kubeapi.client().get(f"/api/v1/namespaces/{names.namespace}/pods", labelSelector=selector)["items"]
+    return {p["metadata"]["name"] for p in pods if any(
+        c["type"] == "Ready" and c["status"] == "True" for c in (p.get("status") or {}).get("conditions") or [])}
+
+
 @kopf.timer(GROUP, VERSION, PLURAL, interval=STATUS_INTERVAL, initial_delay=1)
 def observe(**kwargs: Any) -> None:
     body: kopf.Body = kwargs["body"]
@@ -216,11 +222,15 @@ def observe(**kwargs: Any) -> None:
         states = {m["name"]: m["state"] for m in previous.get("members") or []}
         changes = _member_events(api, pods, body, cursors, states)
         patch.status["memberEventCursors"] = cursors
-        with contextlib.suppress(NodeUnavailable):
-            partitioned = bool(api.json(answer[0], "GET", "/v1/cluster/partition", timeout=3.0).get("partitioned"))
     members = _members(raw_members, previous.get("members") or [], changes)
     alive = sum(1 for m in members if m["state"] == "alive")
     troubled = sorted(m["name"] for m in members if m["state"] in ("suspect", "failed"))
+    # A member the others cannot reach while its pod is Ready (its process runs and answers
+    # the kubelet) is cut off by the network, not crashed: that is a partition.
+    cut_off = sorted(set(troubled) & _ready_pods(names))
+    partitioned = bool(cut_off)
+    patch.status["partition"] = {"partitioned": partitioned, "unreachable": cut_off,
+                                 "observer": answer[0] if answer else None}
     healthy = ready == spec.replicas and alive == spec.replicas
 
     conditions.set("Ready", healthy, "AllMembersAlive" if healthy else "WaitingForMembers",
@@ -230,7 +240,8 @@ def observe(**kwargs: Any) -> None:
     conditions.set("Degraded", bool(troubled), "MembersUnhealthy" if troubled else "AllMembersHealthy",
                    f"not alive: {', '.join(troubled)}" if troubled else "every member is alive")
     conditions.set("PartitionDetected", partitioned, "Partitioned" if partitioned else "Connected",
-                   "some members are unreachable from the rest" if partitioned else "every member reachable")
+                   f"running but unreachable from {answer[0] if answer else '?'}: {', '.join(cut_off)}"
+                   if partitioned else "no running member is cut off")
     conditions.set("ReconciliationPaused", paused, "AnnotationSet" if paused else "Reconciling",
                    f"{PAUSE_ANNOTATION} is set: spec changes wait; certificate renewal continues" if paused
                    else "the operator applies spec changes")

@@ -4,29 +4,14 @@ the majority stays healthy, and after the heal every queued message arrives once
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.cli.test_direct_mode import caxton
 from tests.node.cluster.test_cross_node import send_when_known
 from tests.node.test_agents import collect, deploy
-from tests.support.netfault import NetworkPartition, iptables_available
+from tests.support.netfault import NetworkPartition
 from tests.support.nodes import NodeFactory, NodeProcess, start_cluster, states
 from tests.support.waiting import wait_for
-
-
-@pytest.fixture
-def partition() -> Iterator[NetworkPartition]:
-    problem = iptables_available()
-    if problem:
-        pytest.skip(problem)
-    net = NetworkPartition()
-    try:
-        yield net
-    finally:
-        net.remove()
 
 
 def status(node: NodeProcess) -> dict[str, object]:
