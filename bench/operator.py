@@ -6,8 +6,10 @@ Installs the operator with the pinned helm (a pod with its service account, as a
 user would run it), then for each trial applies a CaxtonCluster in a fresh
 namespace and times, from the apply: the StatefulSet created, all pods Ready, and
 status listing every member alive. `--sts-trials` more clusters (1 replica) are
-applied and deleted as soon as their StatefulSet exists, for the P50 of that step.
-Operator RSS comes from its own /metrics, read through the pod proxy.
+applied and deleted as soon as their StatefulSet exists, one at a time once the
+previous one's pod is gone, for the P50 of that step.
+Operator RSS and the mean reconcile time come from its own /metrics, read through
+the pod proxy.
 
 Without KUBECONFIG (or --kubeconfig) it starts a local control plane of its own
 in a temporary directory and stops it at the end.
@@ -99,16 +101,27 @@ class Bench:
                 wait_until(lambda name=name: self.sts(ns, name), 30, poll=POLL, what="StatefulSet")  # type: ignore[misc]
                 samples.append(time.monotonic() - started)
                 self.kube.delete(f"/apis/caxton.dev/v1alpha1/namespaces/{ns}/caxtonclusters/{name}")
+                # Two cores: a node process starting beside the next sample would be measured too.
+                wait_until(lambda: not self.kube.get(f"/api/v1/namespaces/{ns}/pods")["items"], 120,
+                           what="the sample's pod to go")
         finally:
             self.kube.delete(f"/api/v1/namespaces/{ns}")
         return samples
 
-    def operator_rss_mib(self) -> float:
+    def operator_metrics(self) -> dict[str, float]:
+        """The operator's RSS and mean CaxtonCluster reconcile time, from its own /metrics."""
         pods = self.kube.get(f"/api/v1/namespaces/{RELEASE_NS}/pods")["items"]
         pod = pods[0]["metadata"]["name"]
         text = self.kube.raw("GET", f"/api/v1/namespaces/{RELEASE_NS}/pods/{pod}:9090/proxy/metrics").text
-        match = re.search(r"^process_resident_memory_bytes ([0-9.e+]+)$", text, re.M)
-        return float(match.group(1)) / 2**20 if match else 0.0
+
+        def value(pattern: str) -> float:
+            match = re.search(rf"^{re.escape(pattern)} ([0-9.e+-]+)$", text, re.M)
+            return float(match.group(1)) if match else 0.0
+
+        reconcile = 'caxton_operator_reconcile_duration_seconds_{}{{kind="CaxtonCluster"}}'
+        count = value(reconcile.format("count"))
+        return {"operator_rss_mib": value("process_resident_memory_bytes") / 2**20,
+                "reconcile_mean_ms": value(reconcile.format("sum")) / count * 1000 if count else 0.0}
 
 
 def main() -> None:
@@ -144,7 +157,7 @@ def main() -> None:
                     runs.append(bench.trial(args.replicas))
                     print(f"trial {i + 1}: StatefulSet {runs[-1][0] * 1000:.0f} ms, pods Ready {runs[-1][1]:.1f} s, "
                           f"members alive {runs[-1][2]:.1f} s", flush=True)
-                rss = bench.operator_rss_mib()
+                operator = bench.operator_metrics()
             finally:
                 bench.helm("uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout", "120s")
                 cluster.kube.delete(f"/api/v1/namespaces/{RELEASE_NS}")
@@ -155,7 +168,7 @@ def main() -> None:
         "cr_to_statefulset_max_ms": max(sts) * 1000,
         "cr_to_pods_ready_s": statistics.median(r[1] for r in runs),
         "cr_to_all_members_alive_s": statistics.median(r[2] for r in runs),
-        "operator_rss_mib": rss,
+        **operator,
     }
     report(figures, TARGETS, args.json)
 

@@ -46,16 +46,15 @@ def get(obj_or_path: Obj | str) -> Obj | None:
 
 
 def create_once(obj: Obj) -> Obj:
-    """Creates `obj` unless it exists; returns what is stored (secrets are never regenerated)."""
-    existing = get(obj)
-    if existing is not None:
-        return existing
+    """Creates `obj` unless it exists; returns what is stored (secrets are never regenerated).
+    Create first: on a new cluster that is one round trip, not two."""
     path = object_path(obj).rsplit("/", 1)[0]
     try:
         return client().create(path, obj)
     except KubeError as err:
-        if err.status == 409:
-            stored = get(obj)
-            assert stored is not None
-            return stored
-        raise
+        if err.status != 409:
+            raise
+    stored = get(obj)
+    if stored is None:  # deleted between our create and get: try once more
+        return client().create(path, obj)
+    return stored
