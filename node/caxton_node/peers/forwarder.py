@@ -154,7 +154,9 @@ class Forwarder:
                     self.certificates.check()
                 self._check_partition(now)
                 self._forward_parked(now)
-                for peer in list(self.outboxes):
+                # The minority side holds its writes until the heal, then replays them in order:
+                # a link that comes back before gossip agrees must not leak part of them early.
+                for peer in [] if self._partitioned else list(self.outboxes):
                     self._flush_peer(peer, now)
                 if self._replaying and self.queued() == 0:
                     self._replaying = False
