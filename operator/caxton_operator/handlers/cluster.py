@@ -137,6 +137,20 @@ def _reconcile(body: kopf.Body, name: str, namespace: str, spec: CaxtonClusterSp
                 spec.version)
 
 
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def clean_up(**kwargs: Any) -> None:
+    """The finalizer's work: stop the nodes (each drains in its preStop hook) before the
+    CaxtonCluster goes, so a new cluster of the same name never meets the old pods. The
+    garbage collector then removes the rest (owner references), volumes included."""
+    names = Names(kwargs["name"], kwargs["namespace"])
+    if kubeapi.get(_sts_path(names)) is not None:
+        kubeapi.client().delete(_sts_path(names), {"propagationPolicy": "Foreground"})
+    selector = ",".join(f"{k}={v}" for k, v in names.selector.items())
+    pods = kubeapi.client().get(f"/api/v1/namespaces/{names.namespace}/pods", labelSelector=selector)["items"]
+    if pods:
+        raise kopf.TemporaryError(f"waiting for {len(pods)} node pod(s) to stop", delay=2)
+
+
 # -- observe ------------------------------------------------------------------------------------------
 
 def _member_events(api: NodeApi, pods: list[str], body: kopf.Body, cursors: dict[str, float],
