@@ -2,7 +2,7 @@
 
 Without KUBECONFIG the suite brings up its own local control plane (fresh state
 directory, free apiserver port, a 1 s crash back-off so restart tests are short)
-once per session (its pods on 127.0.1.N) and tears it down afterwards. With KUBECONFIG it uses that
+once per session (its pods on 127.<slot>.1.N, see `test_network`) and tears it down afterwards. With KUBECONFIG it uses that
 cluster instead, and tests that need the process kubelet are skipped.
 """
 
@@ -20,6 +20,8 @@ from typing import Any
 from caxton_local.controlplane import ControlPlane
 from caxton_local.kube import Kube
 from caxton_local.layout import Layout, Ports, Settings, free_port
+
+from tests.support.addresses import test_network
 
 
 @dataclass
@@ -59,9 +61,11 @@ def start_cluster(state_root: Path) -> ClusterUnderTest:
             plane=None,
             kube=Kube(kubeconfig),
         )
-    # Its own address range, so a developer's `caxton local up` can keep running beside it.
+    # Its own address range, so a developer's `caxton local up` (and other test runs, each with
+    # its own CAXTON_TEST_SLOT) can keep running beside it.
+    net = test_network()
     settings = Settings(ports=Ports(apiserver=free_port()), crash_backoff_seconds=1.0,
-                        pod_ip_first="127.0.1.2", pod_ip_last="127.0.1.254", dns_ip="127.0.53.2")
+                        pod_ip_first=f"{net}.1.2", pod_ip_last=f"{net}.1.254", dns_ip=f"{net}.53.2")
     plane = ControlPlane(Layout(state_root / "local"), settings)
     plane.up(log=lambda message: print(message, flush=True))
     return ClusterUnderTest(

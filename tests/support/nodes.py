@@ -19,6 +19,7 @@ import yaml
 from caxton_local.kubelet.ipam import addresses_with_listeners
 from caxton_node import pki
 
+from tests.support.addresses import test_network
 from tests.support.waiting import wait_for
 
 
@@ -113,8 +114,9 @@ class NodeProcess:
 
 
 class NodeFactory:
-    def __init__(self, root: Path, *, prefix: str = "127.0.2") -> None:
+    def __init__(self, root: Path, *, prefix: str = "") -> None:
         self.root = root
+        prefix = prefix or f"{test_network()}.2"
         self.nodes: list[NodeProcess] = []
         self._addresses = _ADDRESSES.setdefault(prefix, _free_addresses(prefix))
 
