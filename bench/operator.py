@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from caxton_local.kube import Kube
+from caxton_kube import Kube
 
 from bench.report import Targets, report
 from bench.timing import wait_until

@@ -48,7 +48,7 @@ class ClusterRef:
     """The CaxtonCluster a `kubectl caxton` command is about (-n, --cluster, or the only one)."""
 
     def __init__(self, kubeconfig: str | None, namespace: str | None, cluster: str | None) -> None:
-        from caxton_local.kube import Kube, KubeError
+        from caxton_kube import Kube, KubeError
 
         self.namespace = namespace or _context_namespace(kubeconfig)
         try:
@@ -78,7 +78,7 @@ class ProxyNodeClient:
     """The same calls, to a Ready node of a CaxtonCluster through the API server's pod proxy."""
 
     def __init__(self, ref: ClusterRef) -> None:
-        from caxton_local.kube import KubeError
+        from caxton_kube import KubeError
 
         self.kube = ref.kube
         namespace, cluster = ref.namespace, ref.name

@@ -28,7 +28,7 @@ def _api_errors(command: Callable[[argparse.Namespace], None]) -> Callable[[argp
 
     @functools.wraps(command)
     def wrapped(args: argparse.Namespace) -> None:
-        from caxton_local.kube import KubeError
+        from caxton_kube import KubeError
 
         try:
             command(args)

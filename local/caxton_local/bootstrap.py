@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from caxton_local.kube import Kube, KubeError
+from caxton_kube import Kube, KubeError
+
 from caxton_local.layout import Settings
 
 PROVISIONER = "caxton.dev/local-dir"

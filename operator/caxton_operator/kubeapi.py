@@ -6,7 +6,7 @@ import functools
 import os
 from typing import Any
 
-from caxton_local.kube import Kube, KubeError
+from caxton_kube import Kube, KubeError
 
 Obj = dict[str, Any]
 MANAGER = "caxton-operator"

@@ -2,8 +2,9 @@
 
 Without KUBECONFIG the suite brings up its own local control plane (fresh state
 directory, free apiserver port, a 1 s crash back-off so restart tests are short)
-once per session (its pods on 127.<slot>.1.N, see `test_network`) and tears it down afterwards. With KUBECONFIG it uses that
-cluster instead, and tests that need the process kubelet are skipped.
+once per session (its pods on 127.<slot>.1.N, see `test_network`) and tears it down
+afterwards. With KUBECONFIG it uses that cluster instead, and tests that need the
+process kubelet are skipped.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from caxton_kube import Kube
 from caxton_local.controlplane import ControlPlane
-from caxton_local.kube import Kube
 from caxton_local.layout import Layout, Ports, Settings, free_port
 
 from tests.support.addresses import test_network

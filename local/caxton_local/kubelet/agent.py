@@ -13,7 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-from caxton_local.kube import Kube, KubeError, Obj
+from caxton_kube import Kube, KubeError, Obj
+
 from caxton_local.kubelet.dnsrecords import DnsRecords
 from caxton_local.kubelet.images import ImageTable
 from caxton_local.kubelet.ipam import LoopbackIPAM

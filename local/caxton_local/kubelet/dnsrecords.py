@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from caxton_local.kube import Kube, Obj
+from caxton_kube import Kube, Obj
 
 
 def _ready(pod: Obj) -> bool:

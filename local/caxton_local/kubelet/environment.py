@@ -6,7 +6,8 @@ import base64
 import os
 import re
 
-from caxton_local.kube import Kube, Obj
+from caxton_kube import Kube, Obj
+
 from caxton_local.kubelet.volumes import VolumeNotReady, field_value
 
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)|\$\$")

@@ -6,7 +6,8 @@ controller marks a node NotReady and taints it after about 50 s.
 
 from __future__ import annotations
 
-from caxton_local.kube import Kube, KubeError, Obj
+from caxton_kube import Kube, KubeError, Obj
+
 from caxton_local.kubelet.runtime import rfc3339
 
 LEASE_SECONDS = 40

@@ -7,8 +7,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 import httpx
-
-from caxton_local.kube import Obj
+from caxton_kube import Obj
 
 
 def resolve_port(port: int | str, container: Obj) -> int:

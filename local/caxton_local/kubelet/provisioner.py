@@ -12,8 +12,9 @@ import logging
 import shutil
 from pathlib import Path
 
+from caxton_kube import Kube, KubeError, Obj
+
 from caxton_local.bootstrap import PROVISIONER
-from caxton_local.kube import Kube, KubeError, Obj
 
 log = logging.getLogger("caxton.kubelet.provisioner")
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from caxton_kube import Kube, KubeError, Obj
 
 from caxton_local import procs
-from caxton_local.kube import Kube, KubeError, Obj
 from caxton_local.kubelet.environment import container_env, expand, kubelet_env
 from caxton_local.kubelet.images import ImagePullError, ImageTable, ResolvedImage, which
 from caxton_local.kubelet.ipam import LoopbackIPAM

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from caxton_local.kube import Kube, KubeError, Obj
+from caxton_kube import Kube, KubeError, Obj
 
 
 class VolumeNotReady(RuntimeError):

@@ -1,21 +1,23 @@
 """A small dict-in, dict-out Kubernetes REST client.
 
-The process kubelet and the tests work on raw API objects (what `kubectl get -o
-json` shows) rather than generated model classes; this wraps httpx with the
-credentials of a kubeconfig or of the pod's service account.
+The operator, the plugin, the process kubelet and the tests work on raw API objects
+(what `kubectl get -o json` shows) rather than generated model classes; this wraps
+httpx with the credentials of a kubeconfig or of the pod's service account.
 """
 
 from __future__ import annotations
 
 import json
 import ssl
+import tempfile
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
+
+from caxton_kube import kubeconfig
+from caxton_kube.kubeconfig import Credentials
 
 Obj = dict[str, Any]
 
@@ -28,11 +30,8 @@ class KubeError(RuntimeError):
         self.message = message
 
 
-SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
-
-
 class _TokenFile(httpx.Auth):
-    """The pod's service-account token, re-read when the kubelet rotates the file."""
+    """A token file (the pod's service-account token), re-read when the kubelet rotates it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -47,36 +46,47 @@ class _TokenFile(httpx.Auth):
         yield request
 
 
-class Kube:
-    """One connection pool to one API server; safe to share between threads."""
+def _tls(creds: Credentials) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cadata=creds.ca_pem.decode()) if creds.ca_pem else ssl.create_default_context()
+    if creds.client_cert_pem and creds.client_key_pem:
+        # The ssl module loads a key pair only from files: a private directory, gone at once.
+        with tempfile.TemporaryDirectory(prefix="caxton-kube-") as tmp:
+            cert, key = Path(tmp) / "client.crt", Path(tmp) / "client.key"
+            cert.write_bytes(creds.client_cert_pem)
+            key.touch(mode=0o600)
+            key.write_bytes(creds.client_key_pem)
+            ctx.load_cert_chain(cert, key)
+    if creds.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
-    def __init__(self, kubeconfig: Path | str | None = None, *, timeout: float = 30.0) -> None:
-        cfg = k8s_client.Configuration()
-        auth: httpx.Auth | None = None
-        if kubeconfig is None and SERVICE_ACCOUNT_TOKEN.exists():
-            k8s_config.load_incluster_config(client_configuration=cfg)
-            auth = _TokenFile(SERVICE_ACCOUNT_TOKEN)
-            cfg.api_key = {}
-        else:
-            k8s_config.load_kube_config(
-                config_file=str(kubeconfig) if kubeconfig else None, client_configuration=cfg
-            )
-        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.ssl_ca_cert else (
-            ssl.create_default_context()
-        )
-        if cfg.cert_file:
-            ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-        if not cfg.verify_ssl:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
+
+class Kube:
+    """One connection pool to one API server; safe to share between threads.
+
+    Without a kubeconfig path, inside a pod: its service account; elsewhere: $KUBECONFIG
+    or ~/.kube/config. `context` picks a context other than the current one."""
+
+    def __init__(self, kubeconfig_path: Path | str | None = None, *, context: str | None = None,
+                 timeout: float = 30.0) -> None:
+        creds = None if kubeconfig_path or context else kubeconfig.in_cluster()
+        creds = creds or kubeconfig.load(kubeconfig_path, context=context)
+        self.namespace = creds.namespace
         headers = {"Accept": "application/json"}
-        token = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")
-        if token:
-            headers["Authorization"] = token if token.lower().startswith("bearer ") else f"Bearer {token}"
-        self.server = cfg.host.rstrip("/")
+        auth: httpx.Auth | None = None
+        if creds.token_file:
+            auth = _TokenFile(creds.token_file)
+        elif creds.token:
+            headers["Authorization"] = f"Bearer {creds.token}"
+        elif creds.basic_auth:
+            auth = httpx.BasicAuth(*creds.basic_auth)
+        extensions = {"sni_hostname": creds.tls_server_name} if creds.tls_server_name else None
+        self.server = creds.server
         self._http = httpx.Client(
-            base_url=self.server, verify=ctx, headers=headers, timeout=timeout, auth=auth,
+            base_url=self.server, verify=_tls(creds), headers=headers, timeout=timeout, auth=auth,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            event_hooks={"request": [lambda r: r.extensions.update(extensions)]} if extensions else None,
         )
 
     def close(self) -> None:
