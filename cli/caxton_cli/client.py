@@ -1,20 +1,23 @@
-"""The node API client behind every direct-mode command (`caxton ... --api URL`)."""
+"""How a command reaches nodes: `caxton` calls one node's API directly (--api);
+`kubectl caxton` finds the CaxtonCluster's pods and calls them through the API server's
+pod proxy, one chosen node (--node, else the first Ready one) or all of them at once."""
 
 from __future__ import annotations
 
 import argparse
 import base64
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
-from caxton_cli.output import CommandError
+from caxton_cli.errors import CommandError
 
-# Which front door parses the command line: `caxton` (direct to a node's API) or
-# `kubectl caxton` (a CaxtonCluster, through the API server's pod proxy). Set by main.
-FRONT_DOOR = "direct"
+T = TypeVar("T")
 
 
 def _result(resp: httpx.Response, where: str) -> Any:
@@ -32,6 +35,7 @@ class NodeClient:
     def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
+        self.where = self.base_url
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
 
     def call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
@@ -47,23 +51,29 @@ class NodeClient:
 class ClusterRef:
     """The CaxtonCluster a `kubectl caxton` command is about (-n, --cluster, or the only one)."""
 
-    def __init__(self, kubeconfig: str | None, namespace: str | None, cluster: str | None) -> None:
+    def __init__(self, kubeconfig: str | None, namespace: str | None, cluster: str | None, *,
+                 context: str | None = None) -> None:
         from caxton_kube import Kube, KubeError
+        from caxton_kube.kubeconfig import KubeconfigError
 
-        self.namespace = namespace or _context_namespace(kubeconfig)
         try:
-            self.kube = Kube(kubeconfig)
+            self.kube = Kube(kubeconfig, context=context)
+        except (KubeconfigError, OSError, ValueError) as err:
+            raise CommandError(f"cannot use the kubeconfig: {err}", exit_code=2) from None
+        self.namespace = namespace or self.kube.namespace
+        try:
             self.name = cluster or self._only_cluster()
         except KubeError as err:
             raise CommandError(f"cannot list CaxtonClusters in {self.namespace}: {err}", exit_code=2) from None
+        except httpx.HTTPError as err:
+            raise CommandError(f"cannot reach the API server {self.kube.server}: {err}", exit_code=2) from None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ClusterRef:
-        return cls(args.kubeconfig, args.namespace, args.cluster)
+        return cls(args.kubeconfig, args.namespace, args.cluster, context=getattr(args, "context", None))
 
     def _only_cluster(self) -> str:
-        found = [c["metadata"]["name"] for c in
-                 self.kube.get(f"/apis/caxton.dev/v1alpha1/namespaces/{self.namespace}/caxtonclusters")["items"]]
+        found = [c["metadata"]["name"] for c in self.kube.get(self.path())["items"]]
         if len(found) != 1:
             raise CommandError(f"{len(found)} CaxtonClusters in namespace {self.namespace} "
                                f"({', '.join(found) or 'none'}): choose one with --cluster", exit_code=2)
@@ -75,67 +85,126 @@ class ClusterRef:
 
 
 class ProxyNodeClient:
-    """The same calls, to a Ready node of a CaxtonCluster through the API server's pod proxy."""
+    """One node's API through the API server's pod proxy."""
 
-    def __init__(self, ref: ClusterRef) -> None:
-        from caxton_kube import KubeError
-
-        self.kube = ref.kube
-        namespace, cluster = ref.namespace, ref.name
-        try:
-            secret = self.kube.get(f"/api/v1/namespaces/{namespace}/secrets/{cluster}-api-token")
-        except KubeError as err:
-            raise CommandError(f"cannot read CaxtonCluster {cluster} in {namespace}: {err}", exit_code=2) from None
-        self.token = base64.b64decode(secret["data"]["token"]).decode()
-        pods = self.kube.get(f"/api/v1/namespaces/{namespace}/pods",
-                             labelSelector=f"app.kubernetes.io/name=caxton,app.kubernetes.io/instance={cluster}")
-        ready = sorted(p["metadata"]["name"] for p in pods["items"] if any(
-            c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions") or []))
-        if not ready:
-            raise CommandError(f"CaxtonCluster {namespace}/{cluster} has no Ready pod to ask", exit_code=2)
-        self.where = f"{namespace}/{ready[0]}"
-        self.prefix = f"/api/v1/namespaces/{namespace}/pods/{ready[0]}:8080/proxy"
+    def __init__(self, kube: Any, namespace: str, pod: str, token: str) -> None:
+        self.kube, self.node = kube, pod
+        self.where = f"{namespace}/{pod}"
+        self.prefix = f"/api/v1/namespaces/{namespace}/pods/{pod}:8080/proxy"
+        self.headers = {"X-Caxton-Token": token}
 
     def call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
              timeout: float | None = None) -> Any:
         try:
-            resp = self.kube.raw(method, self.prefix + path, json=json, params=params,
-                                 headers={"X-Caxton-Token": self.token}, timeout=timeout or 30.0)
+            resp = self.kube.raw(method, self.prefix + path, json=json, params=params, headers=self.headers,
+                                 timeout=timeout or 30.0)
         except httpx.HTTPError as err:
             raise CommandError(f"cannot reach {self.where} through the API server: {err}", exit_code=2) from None
+        if resp.status_code in (502, 503) and b'"kind":"Status"' in resp.content:
+            # The API server's own answer: it could not connect to the pod (unreachable, not refused).
+            raise CommandError(f"cannot reach {self.where}: {resp.json().get('message', '')[:200]}", exit_code=2)
         return _result(resp, self.where)
 
 
-def _context_namespace(kubeconfig: str | None) -> str:
-    from kubernetes import config as k8s_config
+@dataclass
+class ClusterNodes:
+    """The pods of a CaxtonCluster and the token of its node API."""
 
-    try:
-        _, active = k8s_config.list_kube_config_contexts(config_file=kubeconfig)
-        return str(active.get("context", {}).get("namespace") or "default")
-    except (k8s_config.ConfigException, OSError):
-        return "default"
+    ref: ClusterRef
+    token: str
+    pods: list[dict[str, Any]]
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ClusterNodes:
+        from caxton_kube import KubeError
+
+        ref = ClusterRef.from_args(args)
+        namespace, cluster = ref.namespace, ref.name
+        try:
+            secret = ref.kube.get(f"/api/v1/namespaces/{namespace}/secrets/{cluster}-api-token")
+            pods = ref.kube.get(f"/api/v1/namespaces/{namespace}/pods", labelSelector=(
+                f"app.kubernetes.io/name=caxton,app.kubernetes.io/instance={cluster}"))["items"]
+        except KubeError as err:
+            if err.status == 404 and ref.kube.get_or_none(ref.path(name=cluster)) is None:
+                raise CommandError(f"no CaxtonCluster {cluster} in namespace {namespace}", exit_code=4) from None
+            raise CommandError(f"cannot read CaxtonCluster {cluster} in {namespace}: {err}", exit_code=2) from None
+        pods.sort(key=lambda p: _ordinal(p["metadata"]["name"]))
+        return cls(ref, base64.b64decode(secret["data"]["token"]).decode(), pods)
+
+    @property
+    def names(self) -> list[str]:
+        return [p["metadata"]["name"] for p in self.pods]
+
+    def ready(self) -> list[str]:
+        return [p["metadata"]["name"] for p in self.pods if _pod_ready(p)]
+
+    def client(self, node: str) -> ProxyNodeClient:
+        if node not in self.names:
+            raise CommandError(f"no node {node} in CaxtonCluster {self.ref.namespace}/{self.ref.name} "
+                               f"(nodes: {', '.join(self.names) or 'none'})", exit_code=4)
+        return ProxyNodeClient(self.ref.kube, self.ref.namespace, node, self.token)
 
 
-def add_connection_args(parser: argparse.ArgumentParser) -> None:
-    if FRONT_DOOR == "kubectl":
-        parser.add_argument("-n", "--namespace", help="namespace of the CaxtonCluster (default: the context's)")
-        parser.add_argument("--cluster", help="the CaxtonCluster (default: the only one in the namespace)")
-        parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
-    else:
-        parser.add_argument("--api", default=os.environ.get("CAXTON_API", "http://127.0.0.1:8080"),
-                            help="node API URL (default: $CAXTON_API or %(default)s)")
-        parser.add_argument("--token-file", type=Path, default=os.environ.get("CAXTON_TOKEN_FILE"),
-                            help="file holding the API bearer token (default: $CAXTON_TOKEN_FILE; or $CAXTON_TOKEN)")
-    parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+def _ordinal(name: str) -> tuple[int, str]:
+    tail = name.rsplit("-", 1)[-1]
+    return (int(tail), name) if tail.isdigit() else (1 << 30, name)
 
 
-def client_from_args(args: argparse.Namespace) -> NodeClient | ProxyNodeClient:
-    if FRONT_DOOR == "kubectl":
-        return ProxyNodeClient(ClusterRef.from_args(args))
+def _pod_ready(pod: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions") or [])
+
+
+def _direct(args: argparse.Namespace) -> NodeClient:
     token = os.environ.get("CAXTON_TOKEN")
     if args.token_file:
         try:
             token = Path(args.token_file).read_text().strip()
         except OSError as err:
-            raise CommandError(f"cannot read token file {args.token_file}: {err.strerror}") from None
+            raise CommandError(f"cannot read token file {args.token_file}: {err.strerror}", exit_code=2) from None
     return NodeClient(args.api, token)
+
+
+def client_from_args(args: argparse.Namespace) -> NodeClient | ProxyNodeClient:
+    """The one node a command talks to: --api; or --node, else the first Ready pod."""
+    if args.front_door != "kubectl":
+        return _direct(args)
+    nodes = ClusterNodes.from_args(args)
+    if args.node:
+        return nodes.client(args.node)
+    ready = nodes.ready()
+    if not ready:
+        raise CommandError(f"CaxtonCluster {nodes.ref.namespace}/{nodes.ref.name} has no Ready pod to ask "
+                           "(ask one anyway with --node)", exit_code=2)
+    return nodes.client(ready[0])
+
+
+@dataclass
+class Answer:
+    """One node's answer to a cluster-wide question, or why there is none."""
+
+    node: str
+    result: Any = None
+    error: CommandError | None = None
+
+
+def ask_every_node(args: argparse.Namespace, ask: Callable[[NodeClient | ProxyNodeClient], T]) -> list[Answer]:
+    """`ask` on every node at once (kubectl mode: every pod, or only --node; direct mode:
+    the one node). Answers come back in node order; a node that fails is an Answer with
+    its error, so one unreachable node does not hide the others."""
+    if args.front_door != "kubectl":
+        client = _direct(args)
+        return [Answer(client.where, result=ask(client))]
+    nodes = ClusterNodes.from_args(args)
+    names = [args.node] if args.node else nodes.names
+    if not names:
+        raise CommandError(f"CaxtonCluster {nodes.ref.namespace}/{nodes.ref.name} has no pods", exit_code=2)
+    clients = [nodes.client(name) for name in names]
+
+    def one(client: ProxyNodeClient) -> Answer:
+        try:
+            return Answer(client.node, result=ask(client))
+        except CommandError as err:
+            return Answer(client.node, error=err)
+
+    with ThreadPoolExecutor(max_workers=min(16, len(clients))) as pool:
+        return list(pool.map(one, clients))

@@ -1,5 +1,6 @@
-"""`caxton cluster members|status|performance|detect-partition|ping|watch|verify` in
-direct mode, shaped like the runbook's output; a problem found exits 3."""
+"""`cluster members|status|performance|detect-partition|ping|watch|verify`, shaped like
+the runbook's output; a problem found exits 3. In plugin mode `verify` asks every node
+(each one's view of the cluster), and `members`/`status` can be watched."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import argparse
 import time
 from typing import Any
 
-from caxton_cli import client, declarative
-from caxton_cli.client import add_connection_args, client_from_args
-from caxton_cli.output import CommandError, emit
+from caxton_cli.client import ask_every_node, client_from_args
+from caxton_cli.errors import CommandError
+from caxton_cli.output import View, emit, table
+from caxton_cli.watching import show
 
 
 def _ago(seconds: float) -> str:
@@ -21,37 +23,36 @@ def _ago(seconds: float) -> str:
 
 
 def members(args: argparse.Namespace) -> None:
-    result: list[dict[str, Any]] = client_from_args(args).call("GET", "/v1/cluster/members")
-    emit(result, args.output, headers=("NODE-ID", "STATUS", "LAST-SEEN", "AGENTS", "VERSION", "ADDRESS"), rows=[
-        (m["id"], m["state"], _ago(m.get("lastSeenSecondsAgo", 0.0)), m.get("agents", "-"), m.get("version", "-"),
-         m.get("address", "-")) for m in result
-    ])
+    client = client_from_args(args)
+
+    def look() -> View:
+        result: list[dict[str, Any]] = client.call("GET", "/v1/cluster/members")
+        return View(result, headers=("NODE-ID", "STATUS", "LAST-SEEN", "AGENTS", "VERSION", "ADDRESS"), rows=[
+            (m["id"], m["state"], _ago(m.get("lastSeenSecondsAgo", 0.0)), m.get("agents", "-"),
+             m.get("version", "-"), m.get("address", "-")) for m in result
+        ], changes=[(m["id"], m["state"], m.get("agents"), m.get("version")) for m in result])
+
+    show(args, look)
 
 
 def status(args: argparse.Namespace) -> None:
-    s: dict[str, Any] = client_from_args(args).call("GET", "/v1/cluster/status")
-    side = "majority partition" if s["members"]["alive"] >= s["quorum"] else "minority partition"
-    lines = [
-        f"Status: {s['status']} ({side})",
-        f"Node: {s['node']} (version {s['version']})",
-        f"Members: {s['members']['alive']} alive, {s['members']['suspect']} suspect, "
-        f"{s['members']['failed']} failed (expected {s['expected']}, quorum {s['quorum']})",
-        f"Operations: {'READ-ONLY' if s['readOnly'] else 'READ-WRITE'}",
-    ]
-    if "queuedWrites" in s:
-        lines.append(f"Queued writes: {s['queuedWrites']}")
-    emit(s, args.output, text="\n".join(lines))
+    client = client_from_args(args)
 
+    def look() -> View:
+        s: dict[str, Any] = client.call("GET", "/v1/cluster/status")
+        side = "majority partition" if s["members"]["alive"] >= s["quorum"] else "minority partition"
+        lines = [
+            f"Status: {s['status']} ({side})",
+            f"Node: {s['node']} (version {s['version']})",
+            f"Members: {s['members']['alive']} alive, {s['members']['suspect']} suspect, "
+            f"{s['members']['failed']} failed (expected {s['expected']}, quorum {s['quorum']})",
+            f"Operations: {'READ-ONLY' if s['readOnly'] else 'READ-WRITE'}",
+        ]
+        if "queuedWrites" in s:
+            lines.append(f"Queued writes: {s['queuedWrites']}")
+        return View(s, text="\n".join(lines))
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cluster = sub.add_parser("cluster", help="cluster membership and health").add_subparsers(
-        dest="verb", required=True)
-    for name, func, help_text in (("members", members, "members with state, last seen and agents"),
-                                  ("status", status, "health, quorum and read-only state")):
-        parser = cluster.add_parser(name, help=help_text)
-        add_connection_args(parser)
-        parser.set_defaults(func=func)
-    register_more(cluster)
+    show(args, look)
 
 
 def performance(args: argparse.Namespace) -> None:
@@ -80,12 +81,13 @@ def detect_partition(args: argparse.Namespace) -> None:
 
 
 def ping(args: argparse.Namespace) -> None:
-    result: dict[str, Any] = client_from_args(args).call("POST", f"/v1/cluster/ping/{args.node}")
+    member = args.member
+    result: dict[str, Any] = client_from_args(args).call("POST", f"/v1/cluster/ping/{member}")
     if result["reachable"]:
-        emit(result, args.output, text=f"{args.node} ({result['state']}): reachable, {result['rttMs']}ms")
+        emit(result, args.output, text=f"{member} ({result['state']}): reachable, {result['rttMs']}ms")
         return
-    emit(result, args.output, text=f"{args.node} ({result['state']}): unreachable {result.get('error', '')}")
-    raise CommandError(f"{args.node} is unreachable", exit_code=3)
+    emit(result, args.output, text=f"{member} ({result['state']}): unreachable {result.get('error', '')}")
+    raise CommandError(f"{member} is unreachable", exit_code=3)
 
 
 def watch(args: argparse.Namespace) -> None:
@@ -101,30 +103,30 @@ def watch(args: argparse.Namespace) -> None:
 
 
 def verify(args: argparse.Namespace) -> None:
-    result: dict[str, Any] = client_from_args(args).call("GET", "/v1/cluster/verify")
-    lines = [f"{member}: {', '.join(agents) or '-'}" for member, agents in result["agents"].items()]
-    if result["consistent"]:
-        emit(result, args.output, text="\n".join([*lines, f"OK: {result['members']} members consistent"]))
+    """Every node's own comparison (in plugin mode, all at once): a node on the other side
+    of a partition, or one that cannot see a peer, disagrees, and that is what to find."""
+    answers = ask_every_node(args, lambda client: client.call("GET", "/v1/cluster/verify"))
+    rows: list[tuple[Any, ...]] = []
+    problems: list[str] = []
+    for a in answers:
+        if a.error is not None:
+            rows.append((a.node, "-", "-", "UNREACHABLE"))
+            problems.append(f"{a.node}: {a.error}")
+            continue
+        r = a.result
+        total = sum(len(agents) for agents in r["agents"].values())
+        rows.append((r["node"], r["members"], total, "OK" if r["consistent"] else f"{len(r['differences'])} ERROR(S)"))
+        problems.extend(f"{r['node']}: {d}" for d in r["differences"])
+    placement: dict[str, list[str]] = {}
+    for a in answers:
+        for member, agents in (a.result or {}).get("agents", {}).items():
+            placement.setdefault(member, agents)
+    data = {"consistent": not problems, "nodes": [a.result if a.error is None else {"node": a.node, "error": str(
+        a.error)} for a in answers], "differences": problems}
+    lines = [table(("NODE", "MEMBERS", "AGENTS", "VERIFY"), rows), "",
+             *(f"{member}: {', '.join(agents) or 'no agents'}" for member, agents in sorted(placement.items()))]
+    if not problems:
+        emit(data, args.output, text="\n".join([*lines, f"OK: {len(answers)} node(s) agree, every member consistent"]))
         return
-    emit(result, args.output, text="\n".join([*lines, *(f"ERROR: {d}" for d in result["differences"])]))
-    raise CommandError(f"{len(result['differences'])} difference(s) found", exit_code=3)
-
-
-def register_more(cluster: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    def command(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
-        parser = cluster.add_parser(name, help=help_text)
-        add_connection_args(parser)
-        parser.set_defaults(func=func)
-        return parser
-
-    command("performance", performance, "latencies against their targets")
-    command("detect-partition", detect_partition, "is the cluster partitioned, and which side is this node on")
-    command("ping", ping, "reach a member's API").add_argument("node")
-    w = command("watch", watch, "follow membership and partition events")
-    w.add_argument("--timeout", type=float, default=300.0, help="stop after this many seconds (default 300)")
-    w.add_argument("--interval", type=float, default=1.0)
-    command("verify", verify, "compare state across members and name every difference")
-    if client.FRONT_DOOR == "kubectl":
-        scale = command("scale", declarative.cluster_scale, "change the number of nodes (scale-in moves agents first)")
-        scale.add_argument("--replicas", type=int, required=True)
-        declarative.add_wait_flags(scale, 300.0)
+    emit(data, args.output, text="\n".join([*lines, *(f"ERROR: {p}" for p in problems)]))
+    raise CommandError(f"{len(problems)} difference(s) found", exit_code=3)

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from caxton_cli.client import ClusterRef
-from caxton_cli.output import CommandError, emit
+from caxton_cli.errors import CommandError
+from caxton_cli.output import emit
 
 MANAGER = "kubectl-caxton"
 CONFIGMAP_LIMIT = 1_000_000  # bytes of binaryData a ConfigMap can hold, with room for metadata
@@ -126,8 +127,3 @@ def cluster_scale(args: argparse.Namespace) -> None:
         status = _wait(settled, timeout=args.timeout, what=f"{ref.name} to run {args.replicas} alive members")
     emit({"cluster": ref.name, "replicas": args.replicas, "status": status}, args.output,
          text=f"caxtoncluster/{ref.name} scaled to {args.replicas}")
-
-
-def add_wait_flags(parser: argparse.ArgumentParser, timeout: float) -> None:
-    parser.add_argument("--no-wait", action="store_true", help="return once the resource is changed")
-    parser.add_argument("--timeout", type=float, default=timeout, help="seconds to wait (default: %(default)s)")

@@ -10,7 +10,8 @@ from caxton_local.controlplane import ControlPlane, ControlPlaneError
 from caxton_local.layout import Layout, Settings, default_state_dir
 from caxton_local.toolchain import ToolchainError
 
-from caxton_cli.output import CommandError, emit
+from caxton_cli.errors import CommandError
+from caxton_cli.output import emit
 
 
 def _progress(message: str) -> None:
@@ -25,7 +26,7 @@ def _plane(args: argparse.Namespace) -> ControlPlane:
         settings.nodes = args.nodes
     if getattr(args, "crash_backoff", None) is not None:
         settings.crash_backoff_seconds = args.crash_backoff
-    return ControlPlane(Layout(args.state_dir), settings)
+    return ControlPlane(Layout(Path(args.state_dir) if args.state_dir else default_state_dir()), settings)
 
 
 def cmd_up(args: argparse.Namespace) -> None:
@@ -77,27 +78,3 @@ def cmd_env(args: argparse.Namespace) -> None:
     plane = _plane(args)
     print(f"export KUBECONFIG={plane.kubeconfig}")
     print(f"export PATH={plane.layout.bin}:$PATH")
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    local = sub.add_parser("local", help="a real Kubernetes control plane on this machine")
-    local.add_argument("--state-dir", type=Path, default=default_state_dir(),
-                       help="where the instance keeps its state (default: %(default)s, or $CAXTON_LOCAL_DIR)")
-    verbs = local.add_subparsers(dest="verb", required=True)
-    up = verbs.add_parser("up", help="build (first time) and start the control plane; idempotent")
-    up.add_argument("--port", type=int, help="apiserver port on 127.0.0.1 (first up only; default 6443)")
-    up.add_argument("--nodes", type=int, help="process Nodes to register (first up only; default 3)")
-    up.add_argument("--crash-backoff", type=float,
-                    help="first CrashLoopBackOff delay in seconds (first up only; default 10)")
-    up.add_argument("--sample", action="store_true", help="also run the sample workload")
-    up.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
-    up.set_defaults(func=cmd_up)
-    down = verbs.add_parser("down", help="stop every process of the control plane and its pods")
-    down.add_argument("--purge", action="store_true", help="also delete the state directory")
-    down.set_defaults(func=cmd_down)
-    status = verbs.add_parser("status", help="components, pids, health and memory")
-    status.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
-    status.set_defaults(func=cmd_status)
-    verbs.add_parser("kubeconfig", help="print the admin kubeconfig's path").set_defaults(func=cmd_kubeconfig)
-    verbs.add_parser("env", help="print shell exports for KUBECONFIG and the pinned kubectl/helm").set_defaults(
-        func=cmd_env)

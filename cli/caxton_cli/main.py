@@ -1,39 +1,37 @@
-"""The `caxton` and `kubectl caxton` command lines: one parser, two front doors."""
+"""The `caxton` and `kubectl caxton` command lines: one command tree, two front doors.
+
+Parsing imports only argparse (see `parser` and `verbs`); the chosen command's module
+is imported after parsing, so `--help` and a simple command start fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from caxton_cli import client, cluster_commands, local, node_commands, security, server
-from caxton_cli.output import CommandError
+from caxton_cli.parser import build
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    kubectl = prog.startswith("kubectl")
-    client.FRONT_DOOR = "kubectl" if kubectl else "direct"
-    parser = argparse.ArgumentParser(prog=prog, description=(
-        "Operate a CaxtonCluster through the Kubernetes API." if kubectl else "Operate Caxton nodes and clusters."))
-    sub = parser.add_subparsers(dest="command", required=True)
-    node_commands.register(sub)
-    cluster_commands.register(sub)
-    if not kubectl:  # these act on this machine, not on a CaxtonCluster
-        server.register(sub)
-        security.register(sub)
-        local.register(sub)
-    return parser
+    return build(prog)
 
 
 def run(argv: list[str], prog: str) -> int:
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    from caxton_cli.errors import CommandError
+
+    args = build(prog).parse_args(argv)
+    module, _, function = args.run.partition(":")
     try:
-        args.func(args)
+        getattr(importlib.import_module(module), function)(args)
     except CommandError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `kubectl caxton ... | head`
+        sys.stderr.close()
+        return 0
     return 0
 
 

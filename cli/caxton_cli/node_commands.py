@@ -1,5 +1,6 @@
-"""Direct-mode commands against one node's API: agents, queue, memory, trace,
-emergency stop and the circuit breaker (runbook sections of the same names)."""
+"""Commands on nodes' APIs: agents, queue, memory, trace, emergency stop and the circuit
+breaker (runbook sections of the same names). In plugin mode `agents list|slow`,
+`queue stats` and `memory stats` ask every node at once and add a NODE column and totals."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from caxton_cli import client, declarative
-from caxton_cli.client import add_connection_args, client_from_args
-from caxton_cli.output import CommandError, emit
+from caxton_cli.client import Answer, ask_every_node, client_from_args
+from caxton_cli.errors import CommandError
+from caxton_cli.output import View, emit
+from caxton_cli.watching import show
 
 AGENT_COLUMNS = ("AGENT-ID", "STATE", "PRIORITY", "QUEUE", "HANDLED", "FAILURES", "MEMORY", "P99-LATENCY")
 
@@ -29,9 +31,32 @@ def _bytes(n: float) -> str:
     return str(n)
 
 
+def _cluster_wide(args: argparse.Namespace) -> bool:
+    return bool(args.front_door == "kubectl")
+
+
+def _report_unreachable(answers: list[Answer]) -> None:
+    """After the table: a node that did not answer is named, and the command exits 2."""
+    failed = [a for a in answers if a.error is not None]
+    if failed:
+        raise CommandError("; ".join(f"{a.node}: {a.error}" for a in failed), exit_code=2)
+
+
+def _listed_everywhere(args: argparse.Namespace, path: str, params: dict[str, Any] | None = None,
+                       ) -> tuple[list[dict[str, Any]], list[Answer]]:
+    answers = ask_every_node(args, lambda client: client.call("GET", path, params=params))
+    items = [{"node": a.node, **item} for a in answers if a.error is None for item in a.result]
+    return items, answers
+
+
 def agents_list(args: argparse.Namespace) -> None:
-    agents = client_from_args(args).call("GET", "/v1/agents")
-    emit(agents, args.output, headers=AGENT_COLUMNS, rows=[_agent_row(a) for a in agents])
+    if not _cluster_wide(args):
+        agents = client_from_args(args).call("GET", "/v1/agents")
+        emit(agents, args.output, headers=AGENT_COLUMNS, rows=[_agent_row(a) for a in agents])
+        return
+    agents, answers = _listed_everywhere(args, "/v1/agents")
+    emit(agents, args.output, headers=("NODE", *AGENT_COLUMNS), rows=[(a["node"], *_agent_row(a)) for a in agents])
+    _report_unreachable(answers)
 
 
 def agents_deploy(args: argparse.Namespace) -> None:
@@ -49,9 +74,16 @@ def agents_remove(args: argparse.Namespace) -> None:
 
 
 def agents_slow(args: argparse.Namespace) -> None:
-    slow = client_from_args(args).call("GET", "/v1/slow-agents", params={"threshold": args.threshold})
-    emit(slow, args.output, headers=("AGENT-ID", "AVG-LATENCY", "P99-LATENCY"),
-         rows=[(a["id"], f"{a['avgLatencyMs']}ms", f"{a['p99LatencyMs']}ms") for a in slow])
+    params = {"threshold": args.threshold}
+    if not _cluster_wide(args):
+        slow = client_from_args(args).call("GET", "/v1/slow-agents", params=params)
+        emit(slow, args.output, headers=("AGENT-ID", "AVG-LATENCY", "P99-LATENCY"),
+             rows=[(a["id"], f"{a['avgLatencyMs']}ms", f"{a['p99LatencyMs']}ms") for a in slow])
+        return
+    slow, answers = _listed_everywhere(args, "/v1/slow-agents", params)
+    emit(slow, args.output, headers=("NODE", "AGENT-ID", "AVG-LATENCY", "P99-LATENCY"),
+         rows=[(a["node"], a["id"], f"{a['avgLatencyMs']}ms", f"{a['p99LatencyMs']}ms") for a in slow])
+    _report_unreachable(answers)
 
 
 def agents_suspend_resume(args: argparse.Namespace) -> None:
@@ -69,14 +101,40 @@ def agents_suspend_resume(args: argparse.Namespace) -> None:
     emit(agent, args.output, headers=AGENT_COLUMNS, rows=[_agent_row(agent)])
 
 
-def queue_stats(args: argparse.Namespace) -> None:
-    stats = client_from_args(args).call("GET", "/v1/queue")
+def _one_queue(stats: dict[str, Any]) -> View:
     rows = [(name, depth) for name, depth in sorted(stats["agents"].items(), key=lambda kv: -kv[1])]
-    emit(stats, args.output, text=(
+    return View(stats, text=(
         f"Queue depth: {stats['depth']}\nDead letters: {stats['dead_letters']}\n"
         f"Circuit breaker: {'OPEN' if stats['circuit_open'] else 'closed'}\n"
         + ("\n" + "\n".join(f"  {name:30s} {depth}" for name, depth in rows) if rows else "")
     ))
+
+
+def _queues(answers: list[Answer]) -> View:
+    """Per node and in total; agents with a backlog are listed under the table."""
+    from caxton_cli.output import table
+
+    nodes = [{"node": a.node, **a.result} for a in answers if a.error is None]
+    total = {"depth": sum(n["depth"] for n in nodes), "dead_letters": sum(n["dead_letters"] for n in nodes)}
+    rows: list[tuple[Any, ...]] = [
+        (n["node"], n["depth"], n["dead_letters"], "OPEN" if n["circuit_open"] else "closed") for n in nodes]
+    rows += [(a.node, "-", "-", "unreachable") for a in answers if a.error is not None]
+    rows.append(("TOTAL", total["depth"], total["dead_letters"], ""))
+    backlog = sorted(((n["node"], agent, depth) for n in nodes for agent, depth in n["agents"].items() if depth),
+                     key=lambda t: -t[2])
+    text = table(("NODE", "DEPTH", "DEAD-LETTERS", "CIRCUIT-BREAKER"), rows)
+    if backlog:
+        text += "\n\n" + table(("NODE", "AGENT", "DEPTH"), backlog)
+    data = {"nodes": nodes, "total": total, "unreachable": {a.node: str(a.error) for a in answers if a.error}}
+    return View(data, text=text)
+
+
+def queue_stats(args: argparse.Namespace) -> None:
+    if not _cluster_wide(args):
+        client = client_from_args(args)
+        show(args, lambda: _one_queue(client.call("GET", "/v1/queue")))
+        return
+    show(args, lambda: _queues(ask_every_node(args, lambda client: client.call("GET", "/v1/queue"))))
 
 
 def queue_drain(args: argparse.Namespace) -> None:
@@ -99,11 +157,21 @@ def _seconds(text: str) -> float:
 
 
 def memory_stats(args: argparse.Namespace) -> None:
-    stats = client_from_args(args).call("GET", "/v1/memory")
-    emit(stats, args.output, headers=("NODE", "USED", "LIMIT", "AGENTS", "RSS"), rows=[(
-        stats["node"], _bytes(stats["agentMemoryBytes"]), _bytes(stats["agentMemoryLimitBytes"]),
-        stats["agents"], _bytes(stats["processRssBytes"]),
-    )])
+    answers = ask_every_node(args, lambda client: client.call("GET", "/v1/memory"))
+    nodes = [a.result for a in answers if a.error is None]
+    rows: list[tuple[Any, ...]] = [(
+        n["node"], _bytes(n["agentMemoryBytes"]), _bytes(n["agentMemoryLimitBytes"]), n["agents"],
+        _bytes(n["processRssBytes"])) for n in nodes]
+    rows += [(a.node, "-", "-", "-", "unreachable") for a in answers if a.error is not None]
+    if not _cluster_wide(args):
+        emit(nodes[0], args.output, headers=("NODE", "USED", "LIMIT", "AGENTS", "RSS"), rows=rows)
+        return
+    keys = ("agentMemoryBytes", "agentMemoryLimitBytes", "agents", "processRssBytes")
+    total = {key: sum(n[key] for n in nodes) for key in keys}
+    rows.append(("TOTAL", _bytes(total["agentMemoryBytes"]), _bytes(total["agentMemoryLimitBytes"]), total["agents"],
+                 _bytes(total["processRssBytes"])))
+    emit({"nodes": nodes, "total": total}, args.output, headers=("NODE", "USED", "LIMIT", "AGENTS", "RSS"), rows=rows)
+    _report_unreachable(answers)
 
 
 def trace(args: argparse.Namespace) -> None:
@@ -140,73 +208,3 @@ def send(args: argparse.Namespace) -> None:
         message["conversation_id"] = args.conversation_id
     result = client_from_args(args).call("POST", "/v1/messages", json=message)
     emit(result, args.output, text=f"sent {result['id']} (conversation {result['conversation_id']})")
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    def command(parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str, func: Any,
-                help_text: str) -> argparse.ArgumentParser:
-        parser = parent.add_parser(name, help=help_text)
-        add_connection_args(parser)
-        parser.set_defaults(func=func)
-        return parser
-
-    for group_name in ("agents", "agent"):
-        group = sub.add_parser(group_name, help="Wasm agents on a node" if group_name == "agents"
-                               else "alias of `agents`")
-        verbs = group.add_subparsers(dest="verb", required=True)
-        command(verbs, "list", agents_list, "agents with state, queue and latency")
-        if client.FRONT_DOOR == "kubectl":  # declarative: a CaxtonAgent the operator places
-            deploy = command(verbs, "deploy", declarative.agents_deploy,
-                             "deploy a Wasm module as a CaxtonAgent (with a ConfigMap holding it)")
-            deploy.add_argument("--replicas", type=int, default=1)
-            declarative.add_wait_flags(deploy, 120.0)
-            remove = command(verbs, "remove", declarative.agents_remove, "delete a CaxtonAgent and its replicas")
-            declarative.add_wait_flags(remove, 60.0)
-        else:
-            deploy = command(verbs, "deploy", agents_deploy, "deploy a Wasm module as an agent")
-            remove = command(verbs, "remove", agents_remove, "remove an agent")
-        remove.add_argument("id")
-        deploy.add_argument("module", help="path of the .wasm file")
-        deploy.add_argument("--id", required=True, help="the agent's name")
-        deploy.add_argument("--memory", help="memory limit, e.g. 16Mi")
-        deploy.add_argument("--fuel", type=int, help="fuel per message")
-        deploy.add_argument("--deadline", help="time per message, e.g. 10ms")
-        deploy.add_argument("--priority", choices=("low", "normal", "high"), default="normal")
-        command(verbs, "slow", agents_slow, "agents whose P99 exceeds a threshold").add_argument(
-            "--threshold", default="100ms")
-        for verb in ("suspend", "resume"):
-            parser = command(verbs, verb, agents_suspend_resume, f"{verb} an agent")
-            parser.add_argument("id", nargs="?")
-            if verb == "suspend":
-                parser.add_argument("--priority", choices=("low", "normal", "high"),
-                                    help="suspend every running agent of this priority")
-
-    queue = sub.add_parser("queue", help="message queues").add_subparsers(dest="verb", required=True)
-    command(queue, "stats", queue_stats, "queue depth per agent, dead letters")
-    command(queue, "drain", queue_drain, "wait for the backlog, dead-letter what is left").add_argument(
-        "--timeout", default="60s")
-
-    memory = sub.add_parser("memory", help="memory use").add_subparsers(dest="verb", required=True)
-    command(memory, "stats", memory_stats, "agent memory against limits")
-
-    command(sub, "trace", trace, "the messages of a conversation").add_argument(
-        "--conversation-id", required=True)
-
-    emergency = sub.add_parser("emergency", help="emergency procedures").add_subparsers(dest="verb", required=True)
-    stop = command(emergency, "stop", emergency_stop, "suspend every agent now")
-    stop.add_argument("--all-agents", action="store_true", help="(default) every agent on the node")
-    stop.add_argument("--preserve-state", action="store_true")
-    stop.add_argument("--dump-to", help="directory on the node for a state snapshot")
-
-    breaker = sub.add_parser("circuit-breaker", help="pause or resume all delivery").add_subparsers(
-        dest="verb", required=True)
-    command(breaker, "activate", circuit_breaker, "pause delivery to every agent").add_argument(
-        "--all", action="store_true", help="(default) every agent")
-    command(breaker, "reset", circuit_breaker, "resume delivery")
-
-    msg = command(sub, "send", send, "send one message to an agent")
-    msg.add_argument("--to", required=True)
-    msg.add_argument("--sender", default="cli")
-    msg.add_argument("--performative", default="request")
-    msg.add_argument("--content", default="null", help="JSON (or a plain string)")
-    msg.add_argument("--conversation-id")

@@ -5,19 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
+from caxton_cli.errors import CommandError
 
 FORMATS = ("table", "json", "yaml")
-
-
-class CommandError(RuntimeError):
-    """A failure to report as one readable line; `exit_code` is what the process returns."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+__all__ = ["FORMATS", "CommandError", "emit", "table"]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -34,8 +28,29 @@ def emit(data: Any, fmt: str, *, headers: Sequence[str] = (), rows: Sequence[Seq
         json.dump(data, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     elif fmt == "yaml":
+        import yaml
+
         yaml.safe_dump(data, sys.stdout, sort_keys=False)
     elif text is not None:
         print(text)
     else:
         print(table(headers, rows))
+
+
+@dataclass
+class View:
+    """One answer, ready to print: the data for -o json|yaml, a table or text for people."""
+
+    data: Any
+    headers: Sequence[str] = ()
+    rows: Sequence[Sequence[Any]] = field(default_factory=list)
+    text: str | None = None
+    changes: Any = None  # what --watch compares to decide the answer changed (default: all of it)
+
+    def watch_key(self, fmt: str) -> Any:
+        if self.changes is not None:
+            return self.changes
+        return self.data if fmt in ("json", "yaml") else (list(self.headers), [list(r) for r in self.rows], self.text)
+
+    def emit(self, fmt: str) -> None:
+        emit(self.data, fmt, headers=self.headers, rows=self.rows, text=self.text)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from caxton_node import pki
 
-from caxton_cli.output import CommandError, emit
+from caxton_cli.errors import CommandError
+from caxton_cli.output import emit
 
 
 def init_ca(args: argparse.Namespace) -> None:
@@ -52,26 +53,3 @@ def gossip_key(args: argparse.Namespace) -> None:
         print(f"gossip key written to {path}")
     else:
         print(key)
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    security = sub.add_parser("security", help="certificates and keys").add_subparsers(dest="verb", required=True)
-    ca = security.add_parser("init-ca", help="create the cluster CA")
-    ca.add_argument("--output", required=True, help="directory for ca.crt and ca.key")
-    ca.add_argument("--common-name", default="caxton-cluster-ca")
-    ca.add_argument("--days", type=int, default=3650)
-    ca.add_argument("--force", action="store_true")
-    ca.add_argument("-o", dest="output_format", choices=("table", "json", "yaml"), default="table")
-    ca.set_defaults(func=init_ca)
-    cert = security.add_parser("issue-cert", help="issue a node certificate (CN = node id)")
-    cert.add_argument("--ca-dir", required=True)
-    cert.add_argument("--node-id", required=True)
-    cert.add_argument("--output", required=True)
-    cert.add_argument("--dns", action="append")
-    cert.add_argument("--ip", action="append")
-    cert.add_argument("--days", type=int, default=90)
-    cert.add_argument("-o", dest="output_format", choices=("table", "json", "yaml"), default="table")
-    cert.set_defaults(func=issue_cert)
-    key = security.add_parser("gossip-key", help="generate a 256-bit gossip encryption key")
-    key.add_argument("--output", help="file to write (default: print)")
-    key.set_defaults(func=gossip_key)

@@ -210,7 +210,7 @@ def test_cluster_forms_and_reports_its_members(release: ClusterUnderTest, ns: st
     assert table[0].split()[:4] == ["NODE-ID", "STATUS", "LAST-SEEN", "AGENTS"]
     assert "Status: HEALTHY (majority partition)" in plugin(release, "cluster", "status", "-n", ns).stdout
     missing = plugin(release, "cluster", "members", "-n", ns, "--cluster", "nope")
-    assert missing.returncode == 2 and "nope" in missing.stderr
+    assert missing.returncode == 4 and "no CaxtonCluster nope" in missing.stderr
 
 
 def _apply_echo_agent(cluster: ClusterUnderTest, ns: str, wasm: bytes, sha256: str) -> None:

@@ -1,0 +1,248 @@
+"""The command tree of both front doors, one function per noun.
+
+To add a command: one `tree.verb(...)` call in its noun's function, naming the handler
+as "module:function" (the module is imported only when that command runs) and giving
+an example. A new noun is a new function here, called from `build`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from caxton_cli.verbs import Parsers, Tree, add_wait_flags, add_watch_flags
+
+PRIORITIES = ("low", "normal", "high")
+
+
+def build(prog: str) -> argparse.ArgumentParser:
+    tree = Tree(prog, "kubectl" if prog.startswith("kubectl") else "direct")
+    parser = argparse.ArgumentParser(
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=("Operate a CaxtonCluster through the Kubernetes API." if tree.kubectl
+                     else "Operate Caxton nodes and clusters."),
+        epilog=_root_epilog(tree))
+    tree.global_flags(parser, on_root=True)
+    parser.set_defaults(front_door=tree.mode)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for noun in (_cluster, _agents, _queue, _memory, _trace, _emergency, _circuit_breaker, _send):
+        noun(tree, sub)
+    if not tree.kubectl:  # these act on this machine, not on a CaxtonCluster
+        _server(tree, sub)
+        _security(tree, sub)
+        _local(tree, sub)
+    _completion(tree, sub)
+    return parser
+
+
+def _root_epilog(tree: Tree) -> str:
+    if tree.kubectl:
+        return ("examples:\n"
+                f"  {tree.prog} cluster status -n prod --cluster demo\n"
+                f"  {tree.prog} -n prod memory stats\n"
+                f"  {tree.prog} cluster status --node demo-2 -o json\n\n"
+                "exit codes: 0 done, 1 refused, 2 bad input or unreachable, 3 problem found or timed out, "
+                "4 not found")
+    return ("examples:\n"
+            f"  {tree.prog} --api http://127.0.0.1:8080 cluster members\n"
+            f"  {tree.prog} agents list -o json\n\n"
+            "exit codes: 0 done, 1 refused, 2 bad input or unreachable, 3 problem found or timed out, 4 not found")
+
+
+def _cluster(tree: Tree, sub: Parsers) -> None:
+    cluster = tree.group(sub, "cluster", help="cluster membership and health")
+    run = "caxton_cli.cluster_commands"
+    members = tree.verb(cluster, "members", run=f"{run}:members", help="members with state, last seen and agents",
+                        examples=["cluster members", "# follow changes for a minute\ncluster members --watch "
+                                  "--timeout 60"])
+    add_watch_flags(members)
+    status = tree.verb(cluster, "status", run=f"{run}:status", help="health, quorum and read-only state",
+                       examples=["cluster status", *(["# the minority side of a partition\ncluster status "
+                                                      "--node demo-2"] if tree.kubectl else [])])
+    add_watch_flags(status)
+    tree.verb(cluster, "performance", run=f"{run}:performance", help="latencies against their targets",
+              examples=["cluster performance"])
+    tree.verb(cluster, "detect-partition", run=f"{run}:detect_partition",
+              help="is the cluster partitioned, and which side is this node on",
+              examples=["cluster detect-partition", "cluster detect-partition -o json"])
+    tree.verb(cluster, "ping", run=f"{run}:ping", help="reach a member's API",
+              examples=["cluster ping demo-2" if tree.kubectl else "cluster ping node-3"]
+              ).add_argument("member", metavar="NODE", help="the member to reach")
+    watch = tree.verb(cluster, "watch", run=f"{run}:watch", help="follow membership and partition events",
+                      examples=["cluster watch --timeout 600"])
+    watch.add_argument("--timeout", type=float, default=300.0, help="stop after this many seconds (default 300)")
+    watch.add_argument("--interval", type=float, default=1.0)
+    tree.verb(cluster, "verify", run=f"{run}:verify",
+              help="compare state across members and name every difference" + (
+                  " (every node's view)" if tree.kubectl else ""),
+              examples=["cluster verify", *(["# one node's view\ncluster verify --node demo-1"]
+                                            if tree.kubectl else [])])
+    if tree.kubectl:
+        scale = tree.verb(cluster, "scale", run="caxton_cli.declarative:cluster_scale",
+                          help="change the number of nodes (scale-in moves agents first)",
+                          examples=["cluster scale --replicas 5 -n prod --cluster demo"])
+        scale.add_argument("--replicas", type=int, required=True)
+        add_wait_flags(scale, 300.0)
+
+
+def _agents(tree: Tree, sub: Parsers) -> None:
+    agents = tree.group(sub, "agents", help="Wasm agents" + (" of a CaxtonCluster" if tree.kubectl else " on a node"),
+                        aliases=["agent"])
+    run = "caxton_cli.node_commands"
+    tree.verb(agents, "list", run=f"{run}:agents_list", help="agents with state, queue and latency"
+              + (" (every node)" if tree.kubectl else ""), examples=["agents list", "agents list -o json"])
+    if tree.kubectl:  # declarative: a CaxtonAgent the operator places
+        deploy = tree.verb(agents, "deploy", run="caxton_cli.declarative:agents_deploy",
+                           help="deploy a Wasm module as a CaxtonAgent (with a ConfigMap holding it)",
+                           examples=["agents deploy echo.wasm --id echo --replicas 2 -n prod"])
+        deploy.add_argument("--replicas", type=int, default=1)
+        add_wait_flags(deploy, 120.0)
+        remove = tree.verb(agents, "remove", run="caxton_cli.declarative:agents_remove",
+                           help="delete a CaxtonAgent and its replicas", examples=["agents remove echo -n prod"])
+        add_wait_flags(remove, 60.0)
+    else:
+        deploy = tree.verb(agents, "deploy", run=f"{run}:agents_deploy", help="deploy a Wasm module as an agent",
+                           examples=["agents deploy echo.wasm --id echo --memory 16Mi --priority low"])
+        remove = tree.verb(agents, "remove", run=f"{run}:agents_remove", help="remove an agent",
+                           examples=["agents remove echo"])
+    remove.add_argument("id")
+    deploy.add_argument("module", help="path of the .wasm file")
+    deploy.add_argument("--id", required=True, help="the agent's name")
+    deploy.add_argument("--memory", help="memory limit, e.g. 16Mi")
+    deploy.add_argument("--fuel", type=int, help="fuel per message")
+    deploy.add_argument("--deadline", help="time per message, e.g. 10ms")
+    deploy.add_argument("--priority", choices=PRIORITIES, default="normal")
+    tree.verb(agents, "slow", run=f"{run}:agents_slow", help="agents whose P99 exceeds a threshold",
+              examples=["agents slow --threshold 100ms"]).add_argument("--threshold", default="100ms")
+    suspend = tree.verb(agents, "suspend", run=f"{run}:agents_suspend_resume", help="suspend an agent",
+                        examples=["agent suspend processor-5", "# every running agent of low priority\n"
+                                  "agents suspend --priority low"])
+    suspend.add_argument("id", nargs="?")
+    suspend.add_argument("--priority", choices=PRIORITIES, help="suspend every running agent of this priority")
+    tree.verb(agents, "resume", run=f"{run}:agents_suspend_resume", help="resume an agent",
+              examples=["agent resume processor-5"]).add_argument("id", nargs="?")
+
+
+def _queue(tree: Tree, sub: Parsers) -> None:
+    queue = tree.group(sub, "queue", help="message queues")
+    run = "caxton_cli.node_commands"
+    stats = tree.verb(queue, "stats", run=f"{run}:queue_stats", help="queue depth per agent, dead letters"
+                      + (" (every node)" if tree.kubectl else ""),
+                      examples=["queue stats", "# watch the backlog\nqueue stats --watch --interval 5"])
+    add_watch_flags(stats)
+    tree.verb(queue, "drain", run=f"{run}:queue_drain", help="wait for the backlog, dead-letter what is left",
+              examples=["queue drain --timeout 60s"]).add_argument("--timeout", default="60s")
+
+
+def _memory(tree: Tree, sub: Parsers) -> None:
+    memory = tree.group(sub, "memory", help="memory use")
+    tree.verb(memory, "stats", run="caxton_cli.node_commands:memory_stats",
+              help="agent memory against limits" + (" (every node, with totals)" if tree.kubectl else ""),
+              examples=["memory stats"])
+
+
+def _trace(tree: Tree, sub: Parsers) -> None:
+    tree.verb(sub, "trace", run="caxton_cli.node_commands:trace", help="the messages of a conversation",
+              examples=["trace --conversation-id abc-123"]).add_argument("--conversation-id", required=True)
+
+
+def _emergency(tree: Tree, sub: Parsers) -> None:
+    emergency = tree.group(sub, "emergency", help="emergency procedures")
+    stop = tree.verb(emergency, "stop", run="caxton_cli.node_commands:emergency_stop",
+                     help="suspend every agent now",
+                     examples=["emergency stop --all-agents",
+                               "emergency stop --preserve-state --dump-to /backup/emergency/"])
+    stop.add_argument("--all-agents", action="store_true", help="(default) every agent on the node")
+    stop.add_argument("--preserve-state", action="store_true")
+    stop.add_argument("--dump-to", help="directory on the node for a state snapshot")
+
+
+def _circuit_breaker(tree: Tree, sub: Parsers) -> None:
+    breaker = tree.group(sub, "circuit-breaker", help="pause or resume all delivery")
+    run = "caxton_cli.node_commands:circuit_breaker"
+    tree.verb(breaker, "activate", run=run, help="pause delivery to every agent",
+              examples=["circuit-breaker activate --all"]).add_argument(
+        "--all", action="store_true", help="(default) every agent")
+    tree.verb(breaker, "reset", run=run, help="resume delivery", examples=["circuit-breaker reset"])
+
+
+def _send(tree: Tree, sub: Parsers) -> None:
+    msg = tree.verb(sub, "send", run="caxton_cli.node_commands:send", help="send one message to an agent",
+                    examples=["send --to echo --content '{\"ping\": 1}' --conversation-id abc-123"])
+    msg.add_argument("--to", required=True)
+    msg.add_argument("--sender", default="cli")
+    msg.add_argument("--performative", default="request")
+    msg.add_argument("--content", default="null", help="JSON (or a plain string)")
+    msg.add_argument("--conversation-id")
+
+
+def _server(tree: Tree, sub: Parsers) -> None:
+    server = tree.group(sub, "server", help="run a Caxton node", connects=False)
+    parser = tree.verb(server, "start", run="caxton_cli.server:start", help="start a node with a config file",
+                       connects=False, examples=["server start --bootstrap --config /etc/caxton/config.yaml",
+                                                 "server start --join node-1:7946 --config /etc/caxton/config.yaml"])
+    parser.add_argument("--config", required=True, help="node configuration (YAML, runbook keys)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--bootstrap", action="store_true", help="start a new cluster (the seed node)")
+    mode.add_argument("--join", action="append", metavar="HOST:7946", help="join through this peer")
+    parser.add_argument("--node-id", help="node id (default: node.id, else the hostname)")
+
+
+def _security(tree: Tree, sub: Parsers) -> None:
+    security = tree.group(sub, "security", help="certificates and keys", connects=False)
+    run = "caxton_cli.security"
+    ca = tree.verb(security, "init-ca", run=f"{run}:init_ca", help="create the cluster CA", connects=False,
+                   examples=["security init-ca --output /etc/caxton/certs/"])
+    ca.add_argument("--output", required=True, help="directory for ca.crt and ca.key")
+    ca.add_argument("--common-name", default="caxton-cluster-ca")
+    ca.add_argument("--days", type=int, default=3650)
+    ca.add_argument("--force", action="store_true")
+    ca.add_argument("-o", dest="output_format", choices=("table", "json", "yaml"), default="table")
+    cert = tree.verb(security, "issue-cert", run=f"{run}:issue_cert", help="issue a node certificate (CN = node id)",
+                     connects=False, examples=["security issue-cert --ca-dir /etc/caxton/certs --node-id node-1 "
+                                               "--dns node-1.example.com --output /etc/caxton/certs"])
+    cert.add_argument("--ca-dir", required=True)
+    cert.add_argument("--node-id", required=True)
+    cert.add_argument("--output", required=True)
+    cert.add_argument("--dns", action="append")
+    cert.add_argument("--ip", action="append")
+    cert.add_argument("--days", type=int, default=90)
+    cert.add_argument("-o", dest="output_format", choices=("table", "json", "yaml"), default="table")
+    tree.verb(security, "gossip-key", run=f"{run}:gossip_key", help="generate a 256-bit gossip encryption key",
+              connects=False, examples=["security gossip-key --output /etc/caxton/gossip.key"]).add_argument(
+        "--output", help="file to write (default: print)")
+
+
+def _local(tree: Tree, sub: Parsers) -> None:
+    local = sub.add_parser("local", help="a real Kubernetes control plane on this machine",
+                           description="a real Kubernetes control plane on this machine")
+    local.add_argument("--state-dir", help="where the instance keeps its state "
+                       "(default: $CAXTON_LOCAL_DIR, else $XDG_STATE_HOME or ~/.local/state, /caxton/local)")
+    verbs = local.add_subparsers(dest="verb", metavar="COMMAND", required=True)
+    run = "caxton_cli.local"
+    up = tree.verb(verbs, "up", run=f"{run}:cmd_up", help="build (first time) and start the control plane; "
+                   "idempotent", connects=False, examples=["local up", "local up --nodes 3 --sample"])
+    up.add_argument("--port", type=int, help="apiserver port on 127.0.0.1 (first up only; default 6443)")
+    up.add_argument("--nodes", type=int, help="process Nodes to register (first up only; default 3)")
+    up.add_argument("--crash-backoff", type=float,
+                    help="first CrashLoopBackOff delay in seconds (first up only; default 10)")
+    up.add_argument("--sample", action="store_true", help="also run the sample workload")
+    up.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    tree.verb(verbs, "down", run=f"{run}:cmd_down", help="stop every process of the control plane and its pods",
+              connects=False, examples=["local down", "local down --purge"]).add_argument(
+        "--purge", action="store_true", help="also delete the state directory")
+    tree.verb(verbs, "status", run=f"{run}:cmd_status", help="components, pids, health and memory",
+              connects=False, examples=["local status -o json"]).add_argument(
+        "-o", "--output", choices=("table", "json", "yaml"), default="table")
+    tree.verb(verbs, "kubeconfig", run=f"{run}:cmd_kubeconfig", help="print the admin kubeconfig's path",
+              connects=False, examples=["local kubeconfig"])
+    tree.verb(verbs, "env", run=f"{run}:cmd_env", help="print shell exports for KUBECONFIG and the pinned "
+              "kubectl/helm", connects=False, examples=['eval "$({prog} local env)"'])
+
+
+def _completion(tree: Tree, sub: Parsers) -> None:
+    name = "kubectl-caxton" if tree.kubectl else "caxton"
+    tree.verb(sub, "completion", run="caxton_cli.completion:print_script", connects=False,
+              help="print a shell completion script (bash or zsh)",
+              examples=["# bash, this session\nsource <({prog} completion bash)",
+                        "# zsh, every session\n{prog} completion zsh > \"${fpath[1]}/_" + name + '"']
+              ).add_argument("shell", choices=("bash", "zsh"))
