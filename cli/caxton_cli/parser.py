@@ -236,7 +236,7 @@ def _local(tree: Tree, sub: Parsers) -> None:
     tree.verb(verbs, "kubeconfig", run=f"{run}:cmd_kubeconfig", help="print the admin kubeconfig's path",
               connects=False, examples=["local kubeconfig"])
     tree.verb(verbs, "env", run=f"{run}:cmd_env", help="print shell exports for KUBECONFIG and the pinned "
-              "kubectl/helm", connects=False, examples=['eval "$({prog} local env)"'])
+              "kubectl/helm", connects=False, examples=["local env", '# in this shell\neval "$({prog} local env)"'])
 
 
 def _completion(tree: Tree, sub: Parsers) -> None:
