@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from caxton_node.config import ConfigError, load_config_file
+from caxton_node.config import ConfigError, StartupError, load_config_file
 
 from caxton_cli.errors import CommandError
 
@@ -28,5 +28,5 @@ def start(args: argparse.Namespace) -> None:
         from caxton_node.server import serve
 
         serve(config)
-    except ConfigError as err:
+    except (ConfigError, StartupError) as err:
         raise CommandError(str(err), exit_code=2) from None

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from caxton_node import limits
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -22,6 +24,11 @@ _SIZE = re.compile(r"^\s*(\d+)\s*(Ki|Mi|Gi|K|M|G|B)?\s*$")
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names each offending key."""
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (a port in use, a data directory that is unusable or locked);
+    the message says which and what to do. Like a ConfigError, it exits 2."""
 
 
 def parse_duration(value: Any) -> float:
@@ -54,14 +61,37 @@ Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
 
 
+def check_address(value: str) -> str:
+    """HOST:PORT (or a bare HOST, for the default port); the port must be 1-65535."""
+    host, sep, port = value.rpartition(":")
+    if sep and (not host or not port.isdigit() or not 0 < int(port) < 65536):
+        raise ValueError(f"{value!r} is not HOST:PORT with a port from 1 to 65535")
+    return value
+
+
+Address = Annotated[str, AfterValidator(check_address)]
+
+
+def _in_bounds(check: Any) -> Any:
+    def run(value: Any) -> Any:
+        check(value)
+        return value
+    return AfterValidator(run)
+
+
+AgentMemory = Annotated[int, BeforeValidator(parse_size), _in_bounds(limits.check_memory)]
+AgentDeadline = Annotated[float, BeforeValidator(parse_duration), _in_bounds(limits.check_deadline)]
+AgentFuel = Annotated[int | None, _in_bounds(limits.check_fuel)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ClusterConfig(Strict):
-    bind_addr: str = "0.0.0.0:7946"
-    advertise_addr: str = ""
-    seeds: list[str] = Field(default_factory=list)
+    bind_addr: Address = "0.0.0.0:7946"
+    advertise_addr: Address | Literal[""] = ""
+    seeds: list[Address] = Field(default_factory=list)
     bootstrap_expect: int = Field(default=1, ge=1)
     gossip_interval: Duration = 0.2
     gossip_fanout: int = Field(default=3, ge=1)
@@ -107,18 +137,28 @@ class AgentDefaults(Strict):
     # at-most-once: the journal commits every 10 ms; at-least-once: a message is
     # committed before the API acknowledges it, and redelivered after a crash.
     delivery: Literal["at-most-once", "at-least-once"] = "at-most-once"
-    memory: Size = 16 * 2**20
-    fuel: int | None = Field(default=None, ge=1)
-    deadline: Duration = 0.01
+    memory: AgentMemory = 16 * 2**20
+    fuel: AgentFuel = None
+    deadline: AgentDeadline = 0.01
     queue_capacity: int = Field(default=1024, ge=1)
     max_message_bytes: Size = 64 * 2**10
+    # A client mailbox nobody has read or long-polled for this long is removed; what it
+    # still held goes to the dead letters (reason mailbox_expired).
+    mailbox_idle_expiry: Duration = 600.0
 
 
 class NodeConfig(Strict):
     id: str = ""
     data_dir: Path = Path("/var/lib/caxton")
-    api_addr: str = "0.0.0.0:8080"
-    metrics_addr: str = "0.0.0.0:9090"
+    # Where `emergency stop --dump-to` may write: dump_to names a directory inside it.
+    # Empty: <data_dir>/dumps.
+    dump_dir: Path | None = None
+    api_addr: Address = "0.0.0.0:8080"
+    metrics_addr: Address = "0.0.0.0:9090"
+
+    @property
+    def dump_root(self) -> Path:
+        return self.dump_dir or self.data_dir / "dumps"
 
 
 class Config(Strict):

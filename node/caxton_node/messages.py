@@ -14,6 +14,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from caxton_node import jsontext
+
 PERFORMATIVES = frozenset({
     "request", "inform", "query", "propose", "accept_proposal", "reject_proposal",
     "failure", "not_understood",
@@ -86,6 +88,9 @@ def parse_message(
     unknown = set(data) - _FIELDS - {"ts_ms"}
     if unknown:
         raise MessageError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    ts_ms = data.get("ts_ms")
+    if ts_ms is not None and (type(ts_ms) is not int or ts_ms < 0):
+        raise MessageError("ts_ms must be a non-negative integer (it is set by the node anyway)")
     performative = _text(data, "performative", required=True)
     if performative not in PERFORMATIVES:
         raise MessageError(
@@ -113,7 +118,7 @@ def decode_message(raw: bytes, *, max_bytes: int, **kwargs: Any) -> Message:
     if len(raw) > max_bytes:
         raise MessageError(f"message of {len(raw)} bytes exceeds the limit of {max_bytes} bytes")
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise MessageError(f"message is not valid JSON: {err}") from None
+        data = jsontext.loads(raw)
+    except jsontext.JsonRejected as err:
+        raise MessageError(f"message refused: {err}") from None
     return parse_message(data, **kwargs)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import resource
 import socket
 import threading
@@ -24,6 +23,7 @@ from caxton_node.agents.wasm import AgentError, HostCalls, Limits, WasmEngine
 from caxton_node.config import Config, parse_duration, parse_size
 from caxton_node.events import EventLog
 from caxton_node.gossip.membership import Membership
+from caxton_node.limits import AGENT_ID_PATTERN, check_deadline, check_fuel, check_memory, valid_agent_id
 from caxton_node.metrics import NodeMetrics
 from caxton_node.peers.forwarder import Forwarder
 from caxton_node.routing.router import AgentSlot, Router
@@ -32,7 +32,6 @@ from caxton_node.system import memory_available_bytes, rss_bytes
 
 log = logging.getLogger("caxton.node")
 
-AGENT_ID = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62})$")
 PRIORITIES = ("low", "normal", "high")
 LOG_LEVELS = {0: logging.DEBUG, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR}
 
@@ -84,12 +83,12 @@ class Node:
             fuel = int(raw["fuel"]) if raw.get("fuel") is not None else defaults.fuel
         except (TypeError, ValueError) as err:
             raise NodeError("invalid_limits", str(err)) from None
-        if memory < 65536 or memory > 4 * 2**30:
-            raise NodeError("invalid_limits", "memory must be between 64Ki and 4Gi")
-        if not 0 < deadline <= 60:
-            raise NodeError("invalid_limits", "deadline must be between 1ms and 60s")
-        if fuel is not None and fuel <= 0:
-            raise NodeError("invalid_limits", "fuel must be positive")
+        try:
+            check_memory(memory)
+            check_deadline(deadline)
+            check_fuel(fuel)
+        except ValueError as err:
+            raise NodeError("invalid_limits", str(err)) from None
         return Limits(memory_bytes=memory, deadline_seconds=deadline, fuel=fuel)
 
     # -- agents -----------------------------------------------------------------------------
@@ -117,8 +116,8 @@ class Node:
     def deploy(self, agent_id: str, wasm: bytes, *, limits: dict[str, Any] | None = None,
                priority: str = "normal") -> dict[str, Any]:
         self._check_writable()
-        if not AGENT_ID.match(agent_id or ""):
-            raise NodeError("invalid_agent_id", f"agent id {agent_id!r} must match {AGENT_ID.pattern}")
+        if not valid_agent_id(agent_id or ""):
+            raise NodeError("invalid_agent_id", f"agent id {agent_id!r} must match {AGENT_ID_PATTERN}")
         if priority not in PRIORITIES:
             raise NodeError("invalid_priority", f"priority must be one of {', '.join(PRIORITIES)}")
         parsed = self._limits(limits)

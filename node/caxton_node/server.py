@@ -3,6 +3,10 @@
 The API serves on `node.api_addr` (:8080), metrics on `node.metrics_addr`
 (:9090). SIGTERM stops accepting requests, lets the dispatcher finish, flushes
 the journal and closes every agent, so a restart loses nothing accepted.
+
+Start-up checks what can fail before it changes anything: the ports are bound
+(and the gossip port tried) before the data directory is created or locked, so
+a busy port or a bad directory is one line, exit 2, and nothing left behind.
 """
 
 from __future__ import annotations
@@ -11,15 +15,19 @@ import contextlib
 import logging
 import os
 import signal
+import socket
+import sqlite3
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from prometheus_client import start_http_server
 
 from caxton_node.api.app import create_app
-from caxton_node.config import Config, ConfigError, split_host_port
+from caxton_node.config import Config, ConfigError, StartupError, split_host_port
+from caxton_node.datadir import check_data_dir, lock_data_dir
 from caxton_node.gossip.membership import Membership
 from caxton_node.gossip.swim import Addr, SwimConfig
 from caxton_node.gossip.transport import Keyring, KeyringError
@@ -143,21 +151,105 @@ def check_config(config: Config) -> None:
         raise ConfigError("clustering needs security.cluster.gossip_key_file (caxton security gossip-key)")
 
 
+def bind_tcp(host: str, port: int, key: str) -> socket.socket:
+    """A listening socket on host:port, or StartupError naming the config key."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as err:
+        raise StartupError(f"cannot bind {key} {host}:{port}: {err.strerror or err}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as err:
+        sock.close()
+        raise StartupError(f"cannot bind {key} {host}:{port}: {err.strerror or err}") from None
+    return sock
+
+
+def check_gossip_port(config: Config) -> None:
+    """Tries the gossip port (UDP and TCP) before anything is created; the real bind comes later."""
+    if config.security.cluster.gossip_key_file is None:
+        return
+    host, port = split_host_port(config.coordination.cluster.bind_addr, 7946)
+    bind_tcp(host, port, "coordination.cluster.bind_addr").close()
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, port))
+    except OSError as err:
+        raise StartupError(f"cannot bind coordination.cluster.bind_addr {host}:{port} (UDP): "
+                           f"{err.strerror or err}") from None
+
+
+class _LateRegistry:
+    """The metrics server binds before the node (and its registry) exists."""
+
+    def __init__(self) -> None:
+        self.target: Any = None
+
+    def collect(self) -> Any:
+        return self.target.collect() if self.target is not None else iter(())
+
+    def restricted_registry(self, names: Any) -> Any:
+        return self.target.restricted_registry(names)
+
+
 def serve(config: Config) -> None:
     check_config(config)
     token = read_token(config.security.api.token_file)
-    node = Node(config, version=node_version())
     api_host, api_port = split_host_port(config.node.api_addr, 8080)
     metrics_host, metrics_port = split_host_port(config.node.metrics_addr, 9090)
-    channel = start_clustering(config, node, api_host, api_port)
-    metrics_server, _ = start_http_server(metrics_port, metrics_host, registry=node.metrics.registry)
-    log.info("node %s (version %s) serving API on %s:%d, metrics on %s:%d",
-             node.id, node.version, api_host, api_port, metrics_host, metrics_port)
-    server = _GracefulServer(uvicorn.Config(
-        create_app(node, token), host=api_host, port=api_port, log_level="warning", access_log=False,
-    ))
+    check_data_dir(config.node.data_dir)
+    api_socket = bind_tcp(api_host, api_port, "node.api_addr")
+    registry = _LateRegistry()
     try:
-        server.run()
+        try:
+            metrics_server, _ = start_http_server(metrics_port, metrics_host, registry=registry)
+        except OSError as err:
+            raise StartupError(f"cannot bind node.metrics_addr {metrics_host}:{metrics_port}: "
+                               f"{err.strerror or err}") from None
+        try:
+            check_gossip_port(config)
+            lock = lock_data_dir(config.node.data_dir)
+        except StartupError:
+            metrics_server.shutdown()
+            metrics_server.server_close()
+            raise
+    except StartupError:
+        api_socket.close()
+        raise
+    try:
+        _run(config, token, api_socket, metrics_server, registry)
+    finally:
+        lock.release()
+
+
+def _run(config: Config, token: str | None, api_socket: socket.socket, metrics_server: Any,
+         registry: _LateRegistry) -> None:
+    api_host, api_port = split_host_port(config.node.api_addr, 8080)
+    metrics_host, metrics_port = split_host_port(config.node.metrics_addr, 9090)
+    try:
+        node = Node(config, version=node_version())
+    except (OSError, sqlite3.Error) as err:
+        metrics_server.shutdown()
+        api_socket.close()
+        raise StartupError(f"cannot open the node's state in {config.node.data_dir}: {err}") from None
+    registry.target = node.metrics.registry
+    channel = None
+    try:
+        try:
+            channel = start_clustering(config, node, api_host, api_port)
+        except OSError as err:
+            raise StartupError(f"cannot start gossip on {config.coordination.cluster.bind_addr}: "
+                               f"{err.strerror or err}") from None
+        log.info("node %s (version %s) serving API on %s:%d, metrics on %s:%d",
+                 node.id, node.version, api_host, api_port, metrics_host, metrics_port)
+        server = _GracefulServer(uvicorn.Config(
+            create_app(node, token), host=api_host, port=api_port, log_level="warning", access_log=False,
+        ))
+        server.run(sockets=[api_socket])
     finally:
         metrics_server.shutdown()
         if node.membership is not None:
@@ -167,4 +259,5 @@ def serve(config: Config) -> None:
         if channel is not None:
             channel.stop()
         node.close()
+        api_socket.close()
         log.info("node %s stopped", node.id)

@@ -24,6 +24,8 @@ from typing import Any
 import wasmtime
 from wasmtime import _ffi as ffi  # the native call below needs the raw bindings
 
+from caxton_node.agents.module_format import not_wasm
+
 log = logging.getLogger("caxton.agents")
 
 WASMTIME_VERSION = version("wasmtime")
@@ -176,6 +178,9 @@ class WasmEngine:
 
     def load(self, wasm: bytes) -> tuple[str, wasmtime.InstancePre]:
         """Validates and compiles (or loads from cache) a module; returns (sha256, pre-instance)."""
+        problem = not_wasm(wasm)
+        if problem:
+            raise AgentError("invalid_module", f"not a binary Wasm module: {problem}")
         sha = hashlib.sha256(wasm).hexdigest()
         with self._lock:
             if sha in self._pre:

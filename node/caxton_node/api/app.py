@@ -1,149 +1,160 @@
-"""The node's HTTP API on :8080 (FastAPI; OpenAPI at /docs).
+"""The node's HTTP API on :8080 (FastAPI; OpenAPI at /docs and /openapi.json).
 
-Every /v1 call needs `Authorization: Bearer <token>`; without the right token the
-answer is 401 and nothing else happens. Probes (/healthz, /readyz) and the API
-docs are open. Errors are JSON `{code, message}` with a fitting status.
+Every /v1 call needs `Authorization: Bearer <token>` (or `X-Caxton-Token`); without the
+right token the answer is 401 before the body is read (see `edge.py`). Probes
+(/healthz, /readyz) and the API description are open. Errors are JSON `{code, message}`
+with the status the OpenAPI document lists for each operation: 400 bad input, 401, 403,
+404, 409, 413 body too large, 422 a module that cannot run, 429 full, 503 refused for
+now (circuit breaker, read-only). FastAPI's 422 for validation is a 400 here.
+
+Long polls (`GET /v1/mailboxes/{name}?wait=`) and the probes are coroutines on the event
+loop: waiting clients hold no thread, so they cannot starve the thread pool that runs
+the other calls, and the probes never queue behind it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-import hmac
 import time
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 
+from caxton_node.agents.module_format import not_wasm
+from caxton_node.api import models
+from caxton_node.api.dump_paths import DumpForbidden, dump_target, prepare
+from caxton_node.api.edge import ApiError, Edge, EdgeJSONResponse, EdgeRoute
 from caxton_node.config import parse_duration
 from caxton_node.messages import MessageError, decode_message
 from caxton_node.node import Node, NodeError
+from caxton_node.routing.mailboxes import TooManyLongPolls
 from caxton_node.routing.router import QueueFull, UnknownReceiver
 from caxton_node.verify import verify_cluster
 
 MAX_MODULE_BYTES = 32 * 2**20
+# The deploy body carries the module in base64 (4/3 of its size) plus a little JSON.
+DEPLOY_BODY_BYTES = MAX_MODULE_BYTES * 4 // 3 + 64 * 2**10
+
+_DESCRIPTIONS = {
+    400: "bad input: the message says which field and why",
+    401: "missing or wrong token",
+    403: "not allowed here",
+    404: "no such agent, mailbox, conversation or member",
+    409: "conflicts with the current state",
+    413: "the body exceeds this operation's limit",
+    422: "the module was refused: not binary Wasm, bad imports or exports, or it failed to start",
+    429: "full: retry later",
+    503: "refused for now: circuit breaker active, or the node is read-only",
+    507: "agents were suspended but the dump could not be written",
+}
+Name = Annotated[str, Path(min_length=1, max_length=256)]
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": models.ErrorBody, "description": _DESCRIPTIONS[status]}
+            for status in (401, *statuses)}
 
 
-class DeployRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str
-    wasm: str = Field(description="the module, base64-encoded")
-    limits: dict[str, Any] = Field(default_factory=dict, description="memory (16Mi), fuel (int), deadline (10ms)")
-    priority: str = "normal"
-
-
-class DrainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    timeout: str = "60s"
-
-
-class EmergencyStopRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    dump_to: str | None = None
-
-
-class PriorityRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    priority: str
-
-
-def create_app(node: Node, token: str | None) -> FastAPI:
-    app = FastAPI(title="Caxton node API", version=node.version)
+def create_app(node: Node, token: str | None) -> Edge:
+    """The ASGI application: the FastAPI app behind its edge (token check, body cap)."""
+    app = FastAPI(title="Caxton node API", version=node.version, redirect_slashes=False,
+                  default_response_class=EdgeJSONResponse)
+    app.router.route_class = EdgeRoute
     max_bytes = node.config.agents.max_message_bytes
     at_least_once = node.config.agents.delivery == "at-least-once"
+    node.router.mailboxes.idle_expiry = node.config.agents.mailbox_idle_expiry
 
-    @app.exception_handler(ApiError)
-    async def api_error(_request: Request, err: ApiError) -> JSONResponse:
-        return JSONResponse({"code": err.code, "message": err.message}, status_code=err.status)
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, err: HTTPException) -> JSONResponse:
+        if isinstance(err, ApiError):
+            code, message = err.code, err.message
+        else:  # routing: 404 for an unknown path, 405 with Allow for a wrong method
+            code, message = err.detail.lower().replace(" ", "_"), err.detail
+        return EdgeJSONResponse({"code": code, "message": message}, status_code=err.status_code,
+                                headers=err.headers)
 
     @app.exception_handler(NodeError)
     async def node_error(_request: Request, err: NodeError) -> JSONResponse:
-        return JSONResponse({"code": err.code, "message": str(err)}, status_code=err.status)
+        return EdgeJSONResponse({"code": err.code, "message": str(err)}, status_code=err.status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, err: RequestValidationError) -> JSONResponse:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in err.errors()
         )
-        return JSONResponse({"code": "invalid_request", "message": problems}, status_code=400)
+        return EdgeJSONResponse({"code": "invalid_request", "message": problems}, status_code=400)
 
-    def authorized(request: Request) -> None:
-        # Through the API server's pod proxy the Authorization header is the proxy's own, so the
-        # token may also come as X-Caxton-Token.
-        presented = request.headers.get("x-caxton-token", "")
-        if not presented:
-            scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
-            presented = bearer if scheme.lower() == "bearer" else ""
-        if token is None or not presented or not hmac.compare_digest(presented.strip(), token):
-            raise ApiError(401, "unauthorized", "missing or wrong bearer token")
+    # -- probes: coroutines, so a busy thread pool cannot delay them ------------------------
 
-    auth = [Depends(authorized)]
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
+    @app.get("/healthz", response_model=models.Probe)
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
-    def readyz() -> JSONResponse:
+    @app.get("/readyz", response_model=models.Probe,
+             responses={503: {"model": models.Probe, "description": "the dispatcher has stopped"}})
+    async def readyz() -> JSONResponse:
         ready = node.router._thread.is_alive()
-        return JSONResponse({"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503)
+        return EdgeJSONResponse({"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503)
 
     # -- agents ---------------------------------------------------------------------------
 
-    @app.get("/v1/agents", dependencies=auth)
+    @app.get("/v1/agents", response_model=list[models.Agent], responses=_errors())
     def list_agents() -> list[dict[str, Any]]:
         return node.agents()
 
-    @app.post("/v1/agents", dependencies=auth, status_code=201)
-    def deploy(body: DeployRequest) -> dict[str, Any]:
+    @app.post("/v1/agents", status_code=201, response_model=models.Agent,
+              responses=_errors(400, 409, 413, 422, 503))
+    def deploy(body: models.DeployRequest) -> dict[str, Any]:
         try:
             wasm = base64.b64decode(body.wasm, validate=True)
         except (binascii.Error, ValueError):
             raise ApiError(400, "invalid_module", "wasm must be base64") from None
         if len(wasm) > MAX_MODULE_BYTES:
             raise ApiError(413, "module_too_large", f"module exceeds {MAX_MODULE_BYTES} bytes")
-        return node.deploy(body.id, wasm, limits=body.limits, priority=body.priority)
+        problem = not_wasm(wasm)
+        if problem:
+            raise ApiError(422, "invalid_module", f"not a binary Wasm module: {problem}")
+        return node.deploy(body.id, wasm, limits=body.limits.model_dump(exclude_none=True),
+                           priority=body.priority)
 
-    @app.get("/v1/agents/{agent_id}", dependencies=auth)
-    def get_agent(agent_id: str) -> dict[str, Any]:
+    @app.get("/v1/agents/{agent_id}", response_model=models.Agent, responses=_errors(400, 404))
+    def get_agent(agent_id: Name) -> dict[str, Any]:
         return node.describe(agent_id)
 
-    @app.get("/v1/agents/{agent_id}/module", dependencies=auth, response_class=Response,
-             responses={200: {"content": {"application/wasm": {}}}})
-    def agent_module(agent_id: str) -> Response:
+    @app.get("/v1/agents/{agent_id}/module", response_class=Response, responses={
+        200: {"content": {"application/wasm": {"schema": {"type": "string", "format": "binary"}}},
+              "description": "the module as deployed"}, **_errors(400, 404)})
+    def agent_module(agent_id: Name) -> Response:
         return Response(node.module(agent_id), media_type="application/wasm")
 
-    @app.delete("/v1/agents/{agent_id}", dependencies=auth, status_code=204)
-    def remove_agent(agent_id: str) -> None:
+    @app.delete("/v1/agents/{agent_id}", status_code=204, response_class=Response,
+                responses=_errors(400, 404, 503))
+    def remove_agent(agent_id: Name) -> Response:
         node.remove(agent_id)
+        return Response(status_code=204)
 
-    @app.post("/v1/agents/{agent_id}/suspend", dependencies=auth)
-    def suspend(agent_id: str) -> dict[str, Any]:
+    @app.post("/v1/agents/{agent_id}/suspend", response_model=models.Agent, responses=_errors(400, 404))
+    def suspend(agent_id: Name) -> dict[str, Any]:
         return node.set_suspended(agent_id, True)
 
-    @app.post("/v1/agents/{agent_id}/resume", dependencies=auth)
-    def resume(agent_id: str) -> dict[str, Any]:
+    @app.post("/v1/agents/{agent_id}/resume", response_model=models.Agent, responses=_errors(400, 404))
+    def resume(agent_id: Name) -> dict[str, Any]:
         return node.set_suspended(agent_id, False)
 
-    @app.post("/v1/suspend-by-priority", dependencies=auth)
-    def suspend_priority(body: PriorityRequest) -> dict[str, Any]:
+    @app.post("/v1/suspend-by-priority", response_model=models.Suspended, responses=_errors(400, 413))
+    def suspend_priority(body: models.PriorityRequest) -> dict[str, Any]:
         return {"suspended": node.suspend_by_priority(body.priority)}
 
-    @app.get("/v1/slow-agents", dependencies=auth)
-    def slow_agents(threshold: str = "100ms") -> list[dict[str, Any]]:
+    @app.get("/v1/slow-agents", response_model=list[models.Agent], responses=_errors(400))
+    def slow_agents(threshold: Annotated[str, Query(pattern=models.DURATION_PATTERN)] = "100ms",
+                    ) -> list[dict[str, Any]]:
         try:
             seconds = parse_duration(threshold)
         except ValueError as err:
@@ -152,7 +163,7 @@ def create_app(node: Node, token: str | None) -> FastAPI:
 
     # -- messages -----------------------------------------------------------------------------
 
-    def accept(raw: bytes) -> dict[str, Any]:
+    def accept(raw: bytes) -> Response:
         accepted = time.perf_counter()
         if node.router.circuit_open:
             raise ApiError(503, "circuit_open", "the circuit breaker is active: caxton circuit-breaker reset")
@@ -170,88 +181,138 @@ def create_app(node: Node, token: str | None) -> FastAPI:
             raise ApiError(404, "unknown_receiver", str(err)) from None
         if at_least_once:
             node.store.flush()  # the 202 is the acknowledgement: the message is on disk
-        return {"id": msg.id, "conversation_id": msg.conversation_id, "routed": where}
+        return EdgeJSONResponse({"id": msg.id, "conversation_id": msg.conversation_id, "routed": where},
+                                status_code=202)
 
-    @app.post("/v1/messages", dependencies=auth, status_code=202)
-    async def send(request: Request) -> dict[str, Any]:
+    @app.post("/v1/messages", status_code=202, response_model=models.Accepted,
+              responses=_errors(400, 404, 413, 429, 503),
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": {"$ref": "#/components/schemas/MessageIn"}}}}})
+    async def send(request: Request) -> Response:
+        # Parsed by hand (messages.decode_message), not by pydantic: this is the hot path.
         return accept(await request.body())
 
-    @app.get("/v1/mailboxes/{name}", dependencies=auth)
-    def mailbox(name: str, limit: int = 1000, wait: float = 0.0) -> list[dict[str, Any]]:
+    @app.get("/v1/mailboxes/{name}", response_model=list[models.MessageOut], responses=_errors(400, 429))
+    async def mailbox(name: Name, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+                      wait: Annotated[float, Query(ge=0, le=30)] = 0.0) -> Response:
         """Messages addressed to `name` (a client), waiting up to `wait` seconds for the first."""
-        node.router.open_mailbox(name)
-        taken = node.router.take_mailbox(name, min(max(limit, 1), 10_000), timeout=min(max(wait, 0.0), 30.0))
-        return [m.to_dict() for m in taken]
+        boxes = node.router.mailboxes
+        if name in node.router.agents:
+            return Response(b"[]", media_type="application/json")
+        boxes.open(name)
+        body = boxes.take_encoded(name, limit)
+        if body is None and wait > 0:
+            body = await _long_poll(name, limit, wait)
+        return Response(body or b"[]", media_type="application/json")
 
-    @app.get("/v1/conversations/{conversation_id}", dependencies=auth)
-    def conversation(conversation_id: str) -> dict[str, Any]:
+    async def _long_poll(name: str, limit: int, wait: float) -> bytes | None:
+        loop = asyncio.get_running_loop()
+        woken = asyncio.Event()
+        deadline = loop.time() + wait
+        try:
+            stop = node.router.mailboxes.watch(name, lambda: loop.call_soon_threadsafe(woken.set))
+        except TooManyLongPolls as err:
+            raise ApiError(429, "too_many_long_polls", str(err)) from None
+        try:
+            while (remaining := deadline - loop.time()) > 0:
+                try:
+                    await asyncio.wait_for(woken.wait(), remaining)
+                except TimeoutError:
+                    return None
+                woken.clear()
+                body = node.router.mailboxes.take_encoded(name, limit)
+                if body is not None:
+                    return body
+            return None
+        finally:
+            stop()
+
+    @app.get("/v1/conversations/{conversation_id}", response_model=models.Conversation,
+             responses=_errors(400, 404))
+    def conversation(conversation_id: Name) -> Response:
         messages = node.store.trace(conversation_id)
         if not messages:
             raise ApiError(404, "conversation_not_found", f"no messages recorded for {conversation_id}")
-        return {"conversation_id": conversation_id, "messages": messages}
+        return EdgeJSONResponse({"conversation_id": conversation_id, "messages": messages})
 
-    @app.get("/v1/dead-letters", dependencies=auth)
-    def dead_letters(limit: int = 100) -> list[dict[str, Any]]:
-        return node.store.dead_letters(min(max(limit, 1), 10_000))
+    @app.get("/v1/dead-letters", response_model=list[models.DeadLetter], responses=_errors(400))
+    def dead_letters(limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> Response:
+        return EdgeJSONResponse(node.store.dead_letters(limit))
 
     # -- queue, memory, emergency ---------------------------------------------------------------
 
-    @app.get("/v1/queue", dependencies=auth)
+    @app.get("/v1/queue", response_model=models.QueueStats, responses=_errors())
     def queue_stats() -> dict[str, Any]:
         return node.router.stats()
 
-    @app.post("/v1/queue/drain", dependencies=auth)
-    def drain(body: DrainRequest) -> dict[str, Any]:
+    @app.post("/v1/queue/drain", response_model=models.DrainResult, responses=_errors(400, 413))
+    def drain(body: models.DrainRequest) -> dict[str, Any]:
         try:
             timeout = parse_duration(body.timeout)
         except ValueError as err:
             raise ApiError(400, "invalid_timeout", str(err)) from None
-        return node.drain(timeout)
+        return node.drain(min(timeout, 600.0))
 
-    @app.get("/v1/memory", dependencies=auth)
+    @app.get("/v1/memory", response_model=models.MemoryStats, responses=_errors())
     def memory() -> dict[str, Any]:
         return node.memory_stats()
 
-    @app.post("/v1/emergency/stop", dependencies=auth)
-    def emergency_stop(body: EmergencyStopRequest) -> dict[str, Any]:
-        return node.emergency_stop(Path(body.dump_to) if body.dump_to else None)
+    @app.post("/v1/emergency/stop", response_model=models.EmergencyStopResult,
+              responses=_errors(400, 403, 409, 413, 507))
+    def emergency_stop(body: models.EmergencyStopRequest) -> dict[str, Any]:
+        target = None
+        if body.dump_to:
+            try:
+                target = dump_target(node.config.node.dump_root, body.dump_to)
+                prepare(target)  # before anything is suspended: an unwritable dump stops nothing
+            except DumpForbidden as err:
+                raise ApiError(403, "dump_forbidden", str(err)) from None
+            except OSError as err:
+                raise ApiError(409, "dump_unwritable",
+                               f"cannot write a dump to {body.dump_to}: {err.strerror or err}; "
+                               "no agent was suspended") from None
+        try:
+            return node.emergency_stop(target)
+        except OSError as err:
+            raise ApiError(507, "dump_failed", f"agents were suspended, but the dump to {target} failed: "
+                           f"{err.strerror or err}") from None
 
-    @app.post("/v1/circuit-breaker/activate", dependencies=auth)
+    @app.post("/v1/circuit-breaker/activate", response_model=models.Breaker, responses=_errors())
     def breaker_on() -> dict[str, Any]:
         node.router.set_circuit(True)
         return {"circuit_open": True}
 
-    @app.post("/v1/circuit-breaker/reset", dependencies=auth)
+    @app.post("/v1/circuit-breaker/reset", response_model=models.Breaker, responses=_errors())
     def breaker_off() -> dict[str, Any]:
         node.router.set_circuit(False)
         return {"circuit_open": False}
 
-    @app.get("/v1/config", dependencies=auth)
+    @app.get("/v1/config", responses=_errors())
     def effective_config() -> dict[str, Any]:
         return node.config.model_dump(mode="json")
 
-    @app.get("/v1/cluster/members", dependencies=auth)
+    @app.get("/v1/cluster/members", response_model=list[models.Member], responses=_errors())
     def members() -> list[dict[str, Any]]:
         return node.members()
 
-    @app.get("/v1/cluster/status", dependencies=auth)
+    @app.get("/v1/cluster/status", response_model=models.ClusterStatus, responses=_errors())
     def status() -> dict[str, Any]:
         return node.cluster_status()
 
-    @app.get("/v1/cluster/partition", dependencies=auth)
+    @app.get("/v1/cluster/partition", response_model=models.PartitionView, responses=_errors())
     def partition() -> dict[str, Any]:
         return node.partition_view()
 
-    @app.get("/v1/cluster/performance", dependencies=auth)
+    @app.get("/v1/cluster/performance", response_model=models.Performance, responses=_errors())
     def performance() -> dict[str, Any]:
         return node.performance()
 
-    @app.get("/v1/cluster/events", dependencies=auth)
-    def events(since: int = 0) -> list[dict[str, Any]]:
+    @app.get("/v1/cluster/events", response_model=list[models.Event], responses=_errors(400))
+    def events(since: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0) -> list[dict[str, Any]]:
         return node.events.since(since)
 
-    @app.post("/v1/cluster/ping/{member_id}", dependencies=auth)
-    def ping(member_id: str) -> dict[str, Any]:
+    @app.post("/v1/cluster/ping/{member_id}", response_model=models.Ping, responses=_errors(400, 404))
+    def ping(member_id: Name) -> dict[str, Any]:
         member = next((m for m in node.members() if m["id"] == member_id), None)
         if member is None:
             raise ApiError(404, "member_not_found", f"{member_id} is not a member known to {node.id}")
@@ -266,8 +327,40 @@ def create_app(node: Node, token: str | None) -> FastAPI:
                 result["error"] = str(err)
         return result
 
-    @app.get("/v1/cluster/verify", dependencies=auth)
+    @app.get("/v1/cluster/verify", response_model=models.Verification, responses=_errors())
     def verify() -> dict[str, Any]:
         return verify_cluster(node, token)
 
-    return app
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return Edge(app, token=token, body_limits={
+        ("POST", "/v1/agents"): DEPLOY_BODY_BYTES, ("POST", "/v1/messages"): max_bytes,
+    })
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, made true: the token as a security scheme on every /v1 call,
+    the message body's schema, and no 422 for validation (the API answers 400)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                         description=(__doc__ or "").split("\n\n")[1])
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    message = models.MessageIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(message.pop("$defs", {}))
+    schemas["MessageIn"] = message
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    components["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "the node's API token"},
+        "caxtonToken": {"type": "apiKey", "in": "header", "name": "X-Caxton-Token",
+                        "description": "the same token, for calls through the API server's pod proxy"},
+    }
+    for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            for status in [s for s, r in operation["responses"].items() if s == "422" and "Validation" in str(r)]:
+                del operation["responses"][status]
+            if path.startswith("/v1/"):
+                operation["security"] = [{"bearer": []}, {"caxtonToken": []}]
+    app.openapi_schema = schema
+    return schema

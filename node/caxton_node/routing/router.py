@@ -24,12 +24,12 @@ import wasmtime
 from caxton_node.agents.wasm import AgentError, AgentInstance, describe_trap
 from caxton_node.messages import Message, MessageError, decode_message
 from caxton_node.metrics import NodeMetrics
+from caxton_node.routing.mailboxes import Mailboxes
 from caxton_node.store import Store
 
 log = logging.getLogger("caxton.router")
 
 BATCH = 64
-MAILBOX_CAPACITY = 100_000
 LATENCY_WINDOW = 1024
 
 
@@ -70,7 +70,7 @@ class Router:
         self.metrics = metrics
         self.max_message_bytes = max_message_bytes
         self.agents: dict[str, AgentSlot] = {}
-        self.mailboxes: dict[str, deque[Message]] = {}
+        self.mailboxes = Mailboxes(on_expired=lambda msg: self._dead(msg, "mailbox_expired"))
         self.remote: Callable[[Message], bool] | None = None  # set by clustering
         # Restored from the journal for receivers on other nodes; the forwarder sends them on.
         self.parked: deque[tuple[Message, float]] = deque()
@@ -78,7 +78,6 @@ class Router:
         self._ready: deque[AgentSlot] = deque()
         self._scheduled: set[str] = set()
         self._cond = threading.Condition()
-        self._mail = threading.Condition()
         self._running = True
         self._handling: Message | None = None
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -102,13 +101,7 @@ class Router:
             self.metrics.routed_local.inc()
             self._schedule(slot)
             return "local"
-        box = self.mailboxes.get(msg.receiver)
-        if box is not None:
-            with self._mail:
-                if len(box) >= MAILBOX_CAPACITY:
-                    box.popleft()
-                box.append(msg)
-                self._mail.notify_all()
+        if self.mailboxes.deliver(msg):
             self.store.conversation(msg)
             self.metrics.routed_mailbox.inc()
             return "mailbox"
@@ -122,18 +115,11 @@ class Router:
 
     def open_mailbox(self, name: str) -> None:
         if name not in self.agents:
-            self.mailboxes.setdefault(name, deque())
+            self.mailboxes.open(name)
 
     def take_mailbox(self, name: str, limit: int, timeout: float = 0.0) -> list[Message]:
         """Up to `limit` messages for client `name`, waiting up to `timeout` for the first."""
-        with self._mail:
-            box = self.mailboxes.get(name)
-            if box is not None and not box and timeout > 0:
-                self._mail.wait_for(lambda: bool(box), timeout)
-            out: list[Message] = []
-            while box and len(out) < limit:
-                out.append(box.popleft())
-            return out
+        return self.mailboxes.take(name, limit, timeout)
 
     def _dead(self, msg: Message, reason: str) -> None:
         self.store.dead_letter(msg, reason)
@@ -150,7 +136,7 @@ class Router:
     # -- agents -------------------------------------------------------------------------
 
     def add(self, slot: AgentSlot) -> None:
-        self.mailboxes.pop(slot.id, None)
+        self.mailboxes.discard(slot.id)
         self.agents[slot.id] = slot
         if slot.queue:
             self._schedule(slot)
@@ -267,7 +253,8 @@ class Router:
         return {
             "depth": self.queue_depth(),
             "agents": {s.id: len(s.queue) for s in list(self.agents.values())},
-            "mailboxes": {name: len(box) for name, box in list(self.mailboxes.items())},
+            "mailboxes": self.mailboxes.sizes(),
+            "longPolls": self.mailboxes.long_polls,
             "dead_letters": self.store.dead_letter_count(),
             "circuit_open": self.circuit_open,
         }

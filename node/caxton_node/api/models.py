@@ -1,0 +1,250 @@
+"""The API's request and response bodies as pydantic models: the OpenAPI document is made from these.
+
+Response models allow extra keys, so a field the node adds shows up in answers before it
+is described here; requests are strict (unknown keys are a 400). The message body is
+parsed by hand on the hot path (`caxton_node.messages`); `MessageIn` describes the same
+rules for the document, and a test keeps the two in agreement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from caxton_node import limits as bounds
+from caxton_node.config import parse_duration, parse_size
+from caxton_node.jsontext import MAX_DEPTH
+
+SIZE_PATTERN = r"^[0-9]{1,13}(Ki|Mi|Gi|K|M|G|B)?$"
+DURATION_PATTERN = r"^[0-9]{1,9}(\.[0-9]{1,9})?(ms|s|m|h)?$"
+# The same set as messages.PERFORMATIVES (a test keeps them equal).
+Performative = Literal["accept_proposal", "failure", "inform", "not_understood", "propose", "query",
+                       "reject_proposal", "request"]
+Priority = Literal["low", "normal", "high"]
+Text256 = Annotated[str, Field(max_length=256)]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Reply(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="machine-readable reason, e.g. unauthorized, invalid_limits")
+    message: str = Field(description="what was wrong and what to do")
+
+
+# -- requests --------------------------------------------------------------------------------------
+
+def _checked(parse: Callable[[Any], Any], check: Callable[[Any], None]) -> BeforeValidator:
+    def run(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not a limit")
+        parsed = parse(value)
+        check(parsed)
+        return parsed
+    return BeforeValidator(run)
+
+
+Memory = Annotated[int | str, _checked(parse_size, bounds.check_memory), WithJsonSchema({"anyOf": [
+    {"type": "integer", "minimum": bounds.MEMORY_MIN, "maximum": bounds.MEMORY_MAX},
+    {"type": "string", "pattern": SIZE_PATTERN}]})]
+Deadline = Annotated[float | str, _checked(parse_duration, bounds.check_deadline), WithJsonSchema({"anyOf": [
+    {"type": "number", "minimum": bounds.DEADLINE_MIN, "maximum": bounds.DEADLINE_MAX},
+    {"type": "string", "pattern": DURATION_PATTERN}]})]
+
+
+class DeployLimits(Request):
+    memory: Memory | None = Field(
+        default=None, description=f"bytes, or a size such as 16Mi; between {bounds.MEMORY_TEXT}")
+    fuel: Annotated[int, Field(ge=bounds.FUEL_MIN, le=bounds.FUEL_MAX)] | None = Field(
+        default=None, description="Wasm fuel per message; omit for no fuel budget")
+    deadline: Deadline | None = Field(
+        default=None, description=f"seconds, or a duration such as 10ms; between "
+                                  f"{bounds.DEADLINE_MIN_TEXT} and {bounds.DEADLINE_MAX_TEXT}")
+
+
+class DeployRequest(Request):
+    id: Annotated[str, Field(pattern=bounds.AGENT_ID_PATTERN, description="the agent's name")]
+    wasm: Annotated[str, Field(json_schema_extra={"format": "byte"},
+                               description="the binary Wasm module, base64-encoded")]
+    limits: DeployLimits = Field(default_factory=DeployLimits)
+    priority: Priority = "normal"
+
+
+class DrainRequest(Request):
+    timeout: Annotated[str, Field(pattern=DURATION_PATTERN)] = "60s"
+
+
+class EmergencyStopRequest(Request):
+    dump_to: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_./-]+$")] | None = Field(
+        default=None, description="a directory under the node's dump root (node.dump_dir, default "
+                                  "<data_dir>/dumps), relative or absolute; anything outside it is refused (403)")
+
+
+class PriorityRequest(Request):
+    priority: Priority
+
+
+class MessageIn(Request):
+    performative: Performative
+    sender: Annotated[str, Field(min_length=1, max_length=256)]
+    receiver: Annotated[str, Field(min_length=1, max_length=256)]
+    conversation_id: Text256 | None = Field(default=None, description="a new id if omitted")
+    reply_with: Text256 | None = None
+    in_reply_to: Text256 | None = None
+    content: Any = Field(default=None, description=f"any JSON, nested at most {MAX_DEPTH} deep")
+    id: Text256 | None = Field(default=None, description="ignored: the node assigns ids")
+    ts_ms: Annotated[int, Field(ge=0)] | None = Field(default=None, description="ignored: the node stamps it")
+
+
+# -- responses -------------------------------------------------------------------------------------
+
+class AgentLimitsView(Reply):
+    memory_bytes: int
+    deadline_seconds: float
+    fuel: int | None = None
+
+
+class Agent(Reply):
+    id: str
+    node: str
+    state: Literal["running", "suspended"]
+    sha256: str
+    priority: Priority
+    limits: AgentLimitsView
+    queue: int
+    handled: int
+    failures: int
+    memoryBytes: int
+    avgLatencyMs: float
+    p99LatencyMs: float
+
+
+class Accepted(Reply):
+    id: str
+    conversation_id: str
+    routed: Literal["local", "mailbox", "remote"]
+
+
+class MessageOut(Reply):
+    id: str
+    performative: str
+    sender: str
+    receiver: str
+    conversation_id: str
+    reply_with: str
+    in_reply_to: str
+    content: Any = None
+    ts_ms: int
+
+
+class Conversation(Reply):
+    conversation_id: str
+    messages: list[MessageOut]
+
+
+class DeadLetter(Reply):
+    id: str
+    reason: str
+    message: MessageOut
+    ts_ms: int
+
+
+class QueueStats(Reply):
+    depth: int
+    agents: dict[str, int]
+    mailboxes: dict[str, int]
+    longPolls: int
+    dead_letters: int
+    circuit_open: bool
+
+
+class DrainResult(Reply):
+    before: int
+    processed: int
+    deadLettered: int
+
+
+class MemoryStats(Reply):
+    node: str
+    agents: int
+    agentMemoryBytes: int
+    agentMemoryLimitBytes: int
+    processRssBytes: int
+    processMaxRssBytes: int
+    hostAvailableBytes: int
+    top: list[Agent]
+
+
+class EmergencyStopResult(Reply):
+    node: str
+    suspended: list[str]
+    dumpedTo: str | None = None
+
+
+class Breaker(Reply):
+    circuit_open: bool
+
+
+class Suspended(Reply):
+    suspended: list[str]
+
+
+class Member(Reply):
+    id: str
+    state: str
+
+
+class ClusterStatus(Reply):
+    node: str
+    status: Literal["HEALTHY", "DEGRADED"]
+    version: str
+    expected: int
+    quorum: int
+    readOnly: bool
+
+
+class PartitionView(Reply):
+    node: str
+    partitioned: bool
+    quorum: int
+    side: Literal["majority", "minority"]
+    reachable: list[str]
+    unreachable: list[str]
+
+
+class Performance(Reply):
+    node: str
+    routingP50Ms: float
+    routingP99Ms: float
+
+
+class Event(Reply):
+    seq: int
+    ts: float
+    level: str
+    message: str
+
+
+class Ping(Reply):
+    node: str
+    state: str
+    reachable: bool
+
+
+class Verification(Reply):
+    node: str
+    consistent: bool
+    members: int
+    agents: dict[str, list[str]]
+    differences: list[str]
+
+
+class Probe(BaseModel):
+    status: str
