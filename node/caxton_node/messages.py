@@ -88,6 +88,7 @@ def parse_message(
     unknown = set(data) - _FIELDS - {"ts_ms"}
     if unknown:
         raise MessageError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    _text(data, "id", required=False)  # ignored (the node assigns ids), but it must be a string
     ts_ms = data.get("ts_ms")
     if ts_ms is not None and (type(ts_ms) is not int or ts_ms < 0):
         raise MessageError("ts_ms must be a non-negative integer (it is set by the node anyway)")

@@ -66,7 +66,7 @@ def test_send_trace_queue_memory(node_factory: NodeFactory, agents: dict[str, by
 
 def test_emergency_stop_and_circuit_breaker(node_factory: NodeFactory, agents: dict[str, bytes],
                                             tmp_path: Path) -> None:
-    node = node_factory()
+    node = node_factory(node={"dump_dir": str(tmp_path / "dumps")})
     (tmp_path / "echo.wasm").write_bytes(agents["echo"])
     caxton(node, "agents", "deploy", str(tmp_path / "echo.wasm"), "--id", "echo")
     breaker = caxton(node, "circuit-breaker", "activate", "--all")
@@ -74,7 +74,7 @@ def test_emergency_stop_and_circuit_breaker(node_factory: NodeFactory, agents: d
     refused = caxton(node, "send", "--to", "echo")
     assert refused.returncode == 1 and refused.stderr.startswith("error: circuit_open")
     assert caxton(node, "circuit-breaker", "reset").returncode == 0
-    dump = tmp_path / "emergency"
+    dump = tmp_path / "dumps" / "emergency"
     stopped = caxton(node, "emergency", "stop", "--preserve-state", "--dump-to", str(dump), "-o", "json")
     assert json.loads(stopped.stdout)["suspended"] == ["echo"]
     assert json.loads((dump / "manifest.json").read_text())["agents"] == ["echo"]

@@ -98,7 +98,7 @@ class NodeProcess:
             except httpx.HTTPError:
                 return False
 
-        wait_for(healthy, timeout=30, what=f"node {self.node_id} to answer /healthz")
+        wait_for(healthy, timeout=90, what=f"node {self.node_id} to answer /healthz")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc is None:

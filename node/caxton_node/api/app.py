@@ -25,13 +25,15 @@ from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from caxton_node.agents.module_format import not_wasm
 from caxton_node.api import models
 from caxton_node.api.dump_paths import DumpForbidden, dump_target, prepare
 from caxton_node.api.edge import ApiError, Edge, EdgeJSONResponse, EdgeRoute
-from caxton_node.config import parse_duration
+from caxton_node.config import parse_duration, parse_size
+from caxton_node.limits import check_deadline, check_memory
 from caxton_node.messages import MessageError, decode_message
 from caxton_node.node import Node, NodeError
 from caxton_node.routing.mailboxes import TooManyLongPolls
@@ -49,12 +51,17 @@ _DESCRIPTIONS = {
     404: "no such agent, mailbox, conversation or member",
     409: "conflicts with the current state",
     413: "the body exceeds this operation's limit",
-    422: "the module was refused: not binary Wasm, bad imports or exports, or it failed to start",
+    422: "well-formed but refused: the module is not binary Wasm, has bad imports or exports or fails "
+         "to start, or a limit written as text is out of bounds",
     429: "full: retry later",
     503: "refused for now: circuit breaker active, or the node is read-only",
     507: "agents were suspended but the dump could not be written",
 }
 Name = Annotated[str, Path(min_length=1, max_length=256)]
+
+
+def _is_union_tag(part: object) -> bool:
+    return isinstance(part, str) and (part.startswith(("constrained-", "function-")) or part in ("int", "float", "str"))
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -73,12 +80,18 @@ def create_app(node: Node, token: str | None) -> Edge:
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, err: HTTPException) -> JSONResponse:
+        headers = dict(err.headers or {})
         if isinstance(err, ApiError):
             code, message = err.code, err.message
-        else:  # routing: 404 for an unknown path, 405 with Allow for a wrong method
+        else:  # routing: 404 for an unknown path, 405 for a wrong method
             code, message = err.detail.lower().replace(" ", "_"), err.detail
+        if err.status_code == 405:  # Starlette names only the first matching route's methods
+            path = _request.url.path
+            headers["Allow"] = ", ".join(sorted({
+                method for route in app.routes if isinstance(route, APIRoute) and route.path_regex.match(path)
+                for method in route.methods or () if method != "HEAD"}))
         return EdgeJSONResponse({"code": code, "message": message}, status_code=err.status_code,
-                                headers=err.headers)
+                                headers=headers)
 
     @app.exception_handler(NodeError)
     async def node_error(_request: Request, err: NodeError) -> JSONResponse:
@@ -86,10 +99,13 @@ def create_app(node: Node, token: str | None) -> Edge:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, err: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in err.errors()
-        )
-        return EdgeJSONResponse({"code": "invalid_request", "message": problems}, status_code=400)
+        # One line per field: for a union (a number or a text) the first alternative's reason.
+        problems: dict[str, str] = {}
+        for e in err.errors():
+            where = ".".join(str(p) for p in e["loc"] if p != "body" and not _is_union_tag(p))
+            problems.setdefault(where, e["msg"])
+        message = "; ".join(f"{where}: {msg}" if where else msg for where, msg in problems.items())
+        return EdgeJSONResponse({"code": "invalid_request", "message": message}, status_code=400)
 
     # -- probes: coroutines, so a busy thread pool cannot delay them ------------------------
 
@@ -121,8 +137,13 @@ def create_app(node: Node, token: str | None) -> Edge:
         problem = not_wasm(wasm)
         if problem:
             raise ApiError(422, "invalid_module", f"not a binary Wasm module: {problem}")
-        return node.deploy(body.id, wasm, limits=body.limits.model_dump(exclude_none=True),
-                           priority=body.priority)
+        limits = body.limits.model_dump(exclude_none=True)
+        try:
+            check_memory(parse_size(limits.get("memory", node.config.agents.memory)))
+            check_deadline(parse_duration(limits.get("deadline", node.config.agents.deadline)))
+        except ValueError as err:
+            raise ApiError(422, "invalid_limits", str(err)) from None
+        return node.deploy(body.id, wasm, limits=limits, priority=body.priority)
 
     @app.get("/v1/agents/{agent_id}", response_model=models.Agent, responses=_errors(400, 404))
     def get_agent(agent_id: Name) -> dict[str, Any]:

@@ -8,13 +8,11 @@ rules for the document, and a test keeps the two in agreement.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field
 
 from caxton_node import limits as bounds
-from caxton_node.config import parse_duration, parse_size
 from caxton_node.jsontext import MAX_DEPTH
 
 SIZE_PATTERN = r"^[0-9]{1,13}(Ki|Mi|Gi|K|M|G|B)?$"
@@ -41,30 +39,16 @@ class ErrorBody(BaseModel):
 
 # -- requests --------------------------------------------------------------------------------------
 
-def _checked(parse: Callable[[Any], Any], check: Callable[[Any], None]) -> BeforeValidator:
-    def run(value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("a boolean is not a limit")
-        parsed = parse(value)
-        check(parsed)
-        return parsed
-    return BeforeValidator(run)
-
-
-Memory = Annotated[int | str, _checked(parse_size, bounds.check_memory), WithJsonSchema({"anyOf": [
-    {"type": "integer", "minimum": bounds.MEMORY_MIN, "maximum": bounds.MEMORY_MAX},
-    {"type": "string", "pattern": SIZE_PATTERN}]})]
-Deadline = Annotated[float | str, _checked(parse_duration, bounds.check_deadline), WithJsonSchema({"anyOf": [
-    {"type": "number", "minimum": bounds.DEADLINE_MIN, "maximum": bounds.DEADLINE_MAX},
-    {"type": "string", "pattern": DURATION_PATTERN}]})]
-
-
 class DeployLimits(Request):
-    memory: Memory | None = Field(
+    # Numbers are bounded here (a 400 when out of range); sizes and durations written as
+    # text are checked against the same bounds by the deploy call (422 invalid_limits).
+    memory: Annotated[int, Field(ge=bounds.MEMORY_MIN, le=bounds.MEMORY_MAX)] | Annotated[
+        str, Field(pattern=SIZE_PATTERN)] | None = Field(
         default=None, description=f"bytes, or a size such as 16Mi; between {bounds.MEMORY_TEXT}")
     fuel: Annotated[int, Field(ge=bounds.FUEL_MIN, le=bounds.FUEL_MAX)] | None = Field(
         default=None, description="Wasm fuel per message; omit for no fuel budget")
-    deadline: Deadline | None = Field(
+    deadline: Annotated[float, Field(ge=bounds.DEADLINE_MIN, le=bounds.DEADLINE_MAX)] | Annotated[
+        str, Field(pattern=DURATION_PATTERN)] | None = Field(
         default=None, description=f"seconds, or a duration such as 10ms; between "
                                   f"{bounds.DEADLINE_MIN_TEXT} and {bounds.DEADLINE_MAX_TEXT}")
 
