@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from caxton_node import limits
+from caxton_node.config import parse_duration, parse_size
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
@@ -146,10 +148,26 @@ class Module(Spec):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="hex sha256 of the module")]
 
 
+def _bounded(parse: Any, check: Any) -> AfterValidator:
+    def run(value: str) -> str:
+        check(parse(value))
+        return value
+    return AfterValidator(run)
+
+
 class AgentLimits(Spec):
-    memory: Quantity = "16Mi"
-    fuel: Annotated[int, Field(ge=1)] | None = None
-    deadline: Duration = "10ms"
+    # The bounds are the node's own (caxton_node.limits): what the API server admits, the node runs.
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        rule(f"duration(self.deadline) >= duration('{limits.DEADLINE_MIN_TEXT}') && "
+             f"duration(self.deadline) <= duration('{limits.DEADLINE_MAX_TEXT}')",
+             f"limits.deadline must be between {limits.DEADLINE_MIN_TEXT} and {limits.DEADLINE_MAX_TEXT}"),
+        rule(f"quantity(self.memory).compareTo(quantity('{limits.MEMORY_MIN}')) >= 0 && "
+             f"quantity(self.memory).compareTo(quantity('{limits.MEMORY_MAX}')) <= 0",
+             f"limits.memory must be between {limits.MEMORY_TEXT}"),
+    ]})
+    memory: Annotated[Quantity, _bounded(parse_size, limits.check_memory)] = "16Mi"
+    fuel: Annotated[int, Field(ge=limits.FUEL_MIN, le=limits.FUEL_MAX)] | None = None
+    deadline: Annotated[Duration, _bounded(parse_duration, limits.check_deadline)] = "10ms"
 
 
 class CaxtonAgentSpec(Spec):

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from caxton_node.limits import FUEL_MAX
 
 from tests.support.cluster import ClusterUnderTest
 
@@ -22,6 +23,12 @@ def cluster_cr(name: str = "demo", **spec: Any) -> dict[str, Any]:
 def agent_cr(**module: Any) -> dict[str, Any]:
     return {"apiVersion": "caxton.dev/v1alpha1", "kind": "CaxtonAgent", "metadata": {"name": "auctioneer"},
             "spec": {"clusterRef": {"name": "demo"}, "module": {"sha256": SHA, **module}}}
+
+
+def agent_limits_cr(**limits: Any) -> dict[str, Any]:
+    cr = agent_cr(url="https://example.invalid/a.wasm")
+    cr["spec"]["limits"] = limits
+    return cr
 
 
 def apply(cluster: ClusterUnderTest, namespace: str, obj: dict[str, Any]) -> tuple[int, str]:
@@ -53,6 +60,13 @@ INVALID = [
                                  "spec": {"clusterRef": {"name": "demo"},
                                           "module": {"url": "https://example.invalid/a.wasm", "sha256": "xyz"}}},
      "spec.module.sha256 in body should match"),
+    # The node's own bounds (caxton_node.limits), so the API server admits only what a node runs.
+    ("agent fuel that would wrap", agent_limits_cr(fuel=2**70), "spec.limits.fuel"),
+    ("agent fuel above the node's maximum", agent_limits_cr(fuel=FUEL_MAX + 1),
+     f"should be less than or equal to {FUEL_MAX}"),
+    ("agent deadline under 1ms", agent_limits_cr(deadline="0.000001s"), "limits.deadline must be between 1ms and 60s"),
+    ("agent deadline over 60s", agent_limits_cr(deadline="61s"), "limits.deadline must be between 1ms and 60s"),
+    ("agent memory under 64Ki", agent_limits_cr(memory="1Ki"), "limits.memory must be between 64Ki and 4Gi"),
 ]
 
 
@@ -91,6 +105,13 @@ def test_valid_cluster_gets_defaults_and_printer_columns(crds: ClusterUnderTest,
     scaled = crds.kubectl("scale", "cxc", "demo", "-n", namespace, "--replicas=5")
     assert "scaled" in scaled.stdout
     assert json.loads(crds.kubectl("get", "cxc", "demo", "-n", namespace, "-o", "json").stdout)["spec"]["replicas"] == 5
+
+
+def test_agent_limits_at_the_node_bounds_are_admitted(crds: ClusterUnderTest, namespace: str) -> None:
+    for limits in ({"fuel": FUEL_MAX, "deadline": "60s", "memory": "4Gi"},
+                   {"fuel": 1, "deadline": "1ms", "memory": "64Ki"}):
+        code, stderr = apply(crds, namespace, agent_limits_cr(**limits))
+        assert code == 0, stderr
 
 
 def test_the_example_cluster_is_valid(crds: ClusterUnderTest, namespace: str) -> None:

@@ -21,7 +21,7 @@ def dump_target(root: Path, requested: str) -> Path:
     root = root.resolve()
     candidate = Path(requested)
     if ".." in candidate.parts:
-        raise DumpForbidden(f"dump_to {requested!r} may not contain '..': name a directory inside {root}")
+        raise DumpForbidden(f"dump_to {requested!r} may not contain '..': name a directory inside the dump root {root}")
     if not candidate.is_absolute():
         candidate = root / candidate
     resolved = candidate.resolve()
