@@ -153,7 +153,8 @@ def _emergency(tree: Tree, sub: Parsers) -> None:
                                "emergency stop --preserve-state --dump-to /backup/emergency/"])
     stop.add_argument("--all-agents", action="store_true", help="(default) every agent on the node")
     stop.add_argument("--preserve-state", action="store_true")
-    stop.add_argument("--dump-to", help="directory on the node for a state snapshot")
+    stop.add_argument("--dump-to", help="directory for a state snapshot, inside the node's dump root "
+                      "(node.dump_dir, default <data_dir>/dumps); relative paths are taken under it")
 
 
 def _circuit_breaker(tree: Tree, sub: Parsers) -> None:

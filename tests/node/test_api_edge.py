@@ -14,8 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from caxton_node.messages import Message
-from caxton_node.routing.mailboxes import Mailboxes
 
 from tests.node.test_agents import collect, deploy, send
 from tests.support.nodes import NodeFactory, NodeProcess
@@ -95,6 +93,8 @@ def test_an_oversized_body_is_refused_by_its_declared_length_before_it_is_sent(n
     assert status == 413 and json.loads(body)["code"] == "body_too_large"
     status, body, _ = raw_post(node, "/v1/messages", declared=65 * 2**10 + 1, send_bytes=0, headers=token)
     assert status == 413 and "65536" in json.loads(body)["message"]
+    status, body, _ = raw_post(node, "/v1/queue/drain", declared=70_000, send_bytes=0, headers=token)
+    assert status == 413 and "65536 bytes for POST /v1/queue/drain" in json.loads(body)["message"]
     with node.client() as client:
         # Chunked, no declared length: counted as it arrives.
         chunked = client.post("/v1/messages", content=iter([b"x" * 40_000] * 3))
@@ -163,6 +163,9 @@ def test_rows_stored_before_the_edge_checked_them_are_still_readable(node_factor
 
 
 def test_a_mailbox_read_removes_nothing_it_cannot_encode() -> None:
+    from caxton_node.messages import Message
+    from caxton_node.routing.mailboxes import Mailboxes
+
     boxes = Mailboxes(on_expired=lambda _msg: None)
     boxes.open("client")
     good = Message("inform", "a", "client", "c", content=1)
@@ -173,6 +176,18 @@ def test_a_mailbox_read_removes_nothing_it_cannot_encode() -> None:
         boxes.take_encoded("client", 10)
     assert boxes.sizes() == {"client": 2}
     assert boxes.take("client", 10) == [good, bad]  # still there, in order
+
+
+def test_long_polls_are_bounded() -> None:
+    from caxton_node.routing.mailboxes import MAX_LONG_POLLS, Mailboxes, TooManyLongPolls
+
+    boxes = Mailboxes(on_expired=lambda _msg: None)
+    stops = [boxes.watch(f"client-{i}", lambda: None) for i in range(MAX_LONG_POLLS)]
+    with pytest.raises(TooManyLongPolls):
+        boxes.watch("one-more", lambda: None)
+    stops[0]()
+    boxes.watch("one-more", lambda: None)
+    assert boxes.long_polls == MAX_LONG_POLLS == 1024
 
 
 # -- defect 8c: idle mailboxes expire ---------------------------------------------------------------
@@ -308,11 +323,15 @@ REFUSED_DEPLOYS: list[tuple[dict[str, Any], int, str]] = [
 ]
 
 
+def twice_encoded(wasm: bytes) -> dict[str, Any]:
+    return {"wasm": module(module(wasm).encode())}
+
+
 def test_deploys_outside_the_bounds_are_refused_with_the_reason(node_factory: NodeFactory,
                                                                agents: dict[str, bytes]) -> None:
     node = node_factory()
     with node.client() as client:
-        for body, status, says in REFUSED_DEPLOYS:
+        for body, status, says in [*REFUSED_DEPLOYS, (twice_encoded(agents["echo"]), 422, "it was encoded twice")]:
             resp = client.post("/v1/agents", json={"id": "echo", "wasm": module(agents["echo"]), **body})
             assert resp.status_code == status, (body, resp.text)
             assert says in resp.json()["message"], (body, resp.text)

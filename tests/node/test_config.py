@@ -34,6 +34,14 @@ def test_defaults_match_the_runbook() -> None:
     ({"coordination": {"cluster": {"bootstrap_expect": 0}}}, "coordination.cluster.bootstrap_expect"),
     ({"security": {"cluster": {"mtls": {"enabled": "perhaps"}}}}, "security.cluster.mtls.enabled"),
     ({"agents": {"memory": "lots"}}, "agents.memory: .*not a size"),
+    # The same bounds as the deploy API and the CaxtonAgent CRD (caxton_node.limits).
+    ({"agents": {"memory": "1Ki"}}, "agents.memory: .*between 64Ki and 4Gi"),
+    ({"agents": {"deadline": "0.5ms"}}, "agents.deadline: .*between 1ms and 60s"),
+    ({"agents": {"deadline": "2m"}}, "agents.deadline: .*between 1ms and 60s"),
+    ({"agents": {"fuel": 2**70}}, "agents.fuel: .*between 1 and 1000000000000"),
+    ({"node": {"api_addr": "127.0.0.1:99999"}}, "node.api_addr: .*port from 1 to 65535"),
+    ({"node": {"metrics_addr": "127.0.0.1:http"}}, "node.metrics_addr: .*port from 1 to 65535"),
+    ({"coordination": {"cluster": {"seeds": ["caxton-0:0"]}}}, r"coordination.cluster.seeds.0: .*port"),
 ])
 def test_invalid_keys_are_named(data: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

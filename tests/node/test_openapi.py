@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from caxton_node.api.models import MessageIn
 from caxton_node.messages import _FIELDS, PERFORMATIVES
 
 from tests.support.nodes import NodeFactory, NodeProcess
@@ -53,6 +52,8 @@ def test_the_document_lists_real_status_codes_and_bodies(node_factory: NodeFacto
 
 
 def test_the_message_model_describes_what_the_parser_accepts() -> None:
+    from caxton_node.api.models import MessageIn
+
     assert set(MessageIn.model_fields) == _FIELDS | {"ts_ms"}
     assert set(MessageIn.model_json_schema()["properties"]["performative"]["enum"]) == PERFORMATIVES
     assert set(MessageIn.model_json_schema()["required"]) == {"performative", "sender", "receiver"}
