@@ -16,7 +16,7 @@ from caxton_node import limits as bounds
 from caxton_node.jsontext import MAX_DEPTH
 
 SIZE_PATTERN = r"^[0-9]{1,13}(Ki|Mi|Gi|K|M|G|B)?$"
-DURATION_PATTERN = r"^[0-9]{1,9}(\.[0-9]{1,9})?(ms|s|m|h)?$"
+DURATION_PATTERN = r"^([0-9]{1,9}(\.[0-9]{1,9})?(ms|s|m|h)){1,4}$|^[0-9]{1,9}(\.[0-9]{1,9})?$"
 # The same set as messages.PERFORMATIVES (a test keeps them equal).
 Performative = Literal["accept_proposal", "failure", "inform", "not_understood", "propose", "query",
                        "reject_proposal", "request"]
