@@ -13,6 +13,7 @@ wakes its coroutine, so a thousand waiting clients cost no thread pool.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -91,8 +92,9 @@ class Mailboxes:
             if len(box.messages) >= self.capacity:
                 box.messages.popleft()
             box.messages.append(msg)
-            if box.waiters:
-                for wake in list(box.waiters.values()):
+            for wake in list(box.waiters.values()):
+                # RuntimeError: the waiter's event loop has closed (the server is stopping).
+                with contextlib.suppress(RuntimeError):
                     wake()
             if self._blocked:
                 self._cond.notify_all()
