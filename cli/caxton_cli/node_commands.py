@@ -148,7 +148,7 @@ def queue_drain(args: argparse.Namespace) -> None:
 
 
 def _seconds(text: str) -> float:
-    from caxton_node.config import parse_duration
+    from caxton_node.units import parse_duration
 
     try:
         return parse_duration(text)
