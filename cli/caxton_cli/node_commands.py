@@ -117,8 +117,8 @@ def _queues(answers: list[Answer]) -> View:
     nodes = [{"node": a.node, **a.result} for a in answers if a.error is None]
     total = {"depth": sum(n["depth"] for n in nodes), "dead_letters": sum(n["dead_letters"] for n in nodes)}
     rows: list[tuple[Any, ...]] = [
-        (n["node"], n["depth"], n["dead_letters"], "OPEN" if n["circuit_open"] else "closed") for n in nodes]
-    rows += [(a.node, "-", "-", "unreachable") for a in answers if a.error is not None]
+        (a.node, n["depth"], n["dead_letters"], "OPEN" if n["circuit_open"] else "closed")
+        if (n := a.result) is not None else (a.node, "-", "-", "unreachable") for a in answers]
     rows.append(("TOTAL", total["depth"], total["dead_letters"], ""))
     backlog = sorted(((n["node"], agent, depth) for n in nodes for agent, depth in n["agents"].items() if depth),
                      key=lambda t: -t[2])
@@ -161,8 +161,8 @@ def memory_stats(args: argparse.Namespace) -> None:
     nodes = [a.result for a in answers if a.error is None]
     rows: list[tuple[Any, ...]] = [(
         n["node"], _bytes(n["agentMemoryBytes"]), _bytes(n["agentMemoryLimitBytes"]), n["agents"],
-        _bytes(n["processRssBytes"])) for n in nodes]
-    rows += [(a.node, "-", "-", "-", "unreachable") for a in answers if a.error is not None]
+        _bytes(n["processRssBytes"])) if (n := a.result) is not None else (a.node, "-", "-", "-", "unreachable")
+        for a in answers]
     if not _cluster_wide(args):
         emit(nodes[0], args.output, headers=("NODE", "USED", "LIMIT", "AGENTS", "RSS"), rows=rows)
         return

@@ -28,6 +28,7 @@ from tests.support.waiting import wait_for
 
 __all__ = ["release"]  # the operator release fixture, shared with the operator e2e
 NODES = ["demo-0", "demo-1", "demo-2"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def plugin_env(cluster: ClusterUnderTest, *, kubeconfig_env: bool = True) -> dict[str, str]:
@@ -164,6 +165,19 @@ def test_watch_prints_each_change_until_the_timeout(release: ClusterUnderTest, n
     assert agents[0] == 2 and agents[-1] == 3  # the deployed agent shows up in a later answer
 
 
+def test_start_up_benchmark_against_this_cluster(release: ClusterUnderTest, ns: str, tmp_path: Path) -> None:
+    """bench/cli.py with a live cluster: `cluster members` through kubectl as well (figures
+    printed, no timing asserted)."""
+    out = tmp_path / "cli.json"
+    result = subprocess.run([sys.executable, "-m", "bench.cli", "--runs", "5", "--kubectl", release.kubectl_path,
+                             "--kubeconfig", str(release.kubeconfig), "-n", ns, "--cluster", "demo",
+                             "--json", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    print(result.stdout)
+    figures = json.loads(out.read_text())["figures"]
+    assert {"members_p50_ms", "members_via_kubectl_p50_ms", "help_p50_ms"} <= set(figures)
+
+
 def _json_documents(text: str) -> Iterator[str]:
     decoder = json.JSONDecoder()
     index = 0
@@ -175,6 +189,23 @@ def _json_documents(text: str) -> Iterator[str]:
         _, end = decoder.raw_decode(text, index)
         yield text[index:end]
         index = end
+
+
+def test_a_node_that_does_not_answer_is_named_and_the_rest_still_shown(release: ClusterUnderTest, ns: str,
+                                                                      partition: NetworkPartition) -> None:
+    if not release.has_process_kubelet:
+        pytest.skip("iptables on this machine reaches only pods of the process kubelet")
+    ip = kubectl_json(release, "get", "pod", "demo-1", "-n", ns)["status"]["podIP"]
+    partition.refuse(ip, 8080)
+    try:
+        result = kubectl_caxton(release, "memory", "stats", "-n", ns)
+    finally:
+        partition.heal()
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: demo-1: cannot reach"), result.stderr
+    _, rows = table(result.stdout)
+    assert [r[0] for r in rows] == [*NODES, "TOTAL"]
+    assert rows[1] == ["demo-1", "-", "-", "-", "unreachable"]
 
 
 def test_node_flag_reaches_the_minority_side_of_a_partition(release: ClusterUnderTest, ns: str,
