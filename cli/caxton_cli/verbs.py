@@ -45,7 +45,7 @@ class Tree:
                                help="the CaxtonCluster (default: the only one in the namespace)")
             flags.add_argument("--node", default=default(None),
                                help="ask this node (pod) only, e.g. the minority side of a partition")
-            flags.add_argument("--kubeconfig", default=default(os.environ.get("KUBECONFIG")),
+            flags.add_argument("--kubeconfig", default=default(None),
                                help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
             flags.add_argument("--context", default=default(None), help="kubeconfig context (default: current)")
         else:

@@ -66,7 +66,7 @@ def _merged(paths: list[Path]) -> tuple[dict[str, Any], dict[str, Path]]:
             raise KubeconfigError(f"cannot read kubeconfig {path}: {err.strerror}") from None
         found = True
         try:
-            doc = yaml.safe_load(text) or {}
+            doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}  # libyaml if built
         except yaml.YAMLError as err:
             raise KubeconfigError(f"kubeconfig {path} is not YAML: {err}") from None
         if not isinstance(doc, dict):
