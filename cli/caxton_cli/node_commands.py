@@ -110,7 +110,7 @@ def _one_queue(stats: dict[str, Any]) -> View:
     ))
 
 
-def _queues(answers: list[Answer]) -> View:
+def queues(answers: list[Answer]) -> View:
     """Per node and in total; agents with a backlog are listed under the table."""
     from caxton_cli.output import table
 
@@ -134,7 +134,7 @@ def queue_stats(args: argparse.Namespace) -> None:
         client = client_from_args(args)
         show(args, lambda: _one_queue(client.call("GET", "/v1/queue")))
         return
-    show(args, lambda: _queues(ask_every_node(args, lambda client: client.call("GET", "/v1/queue"))))
+    show(args, lambda: queues(ask_every_node(args, lambda client: client.call("GET", "/v1/queue"))))
 
 
 def queue_drain(args: argparse.Namespace) -> None:
@@ -156,21 +156,32 @@ def _seconds(text: str) -> float:
         raise CommandError(str(err)) from None
 
 
-def memory_stats(args: argparse.Namespace) -> None:
-    answers = ask_every_node(args, lambda client: client.call("GET", "/v1/memory"))
+MEMORY_COLUMNS = ("NODE", "USED", "LIMIT", "AGENTS", "RSS")
+
+
+def memories(answers: list[Answer]) -> View:
+    """Per node, in node order (an unanswered node keeps its row), and in total."""
     nodes = [a.result for a in answers if a.error is None]
     rows: list[tuple[Any, ...]] = [(
         n["node"], _bytes(n["agentMemoryBytes"]), _bytes(n["agentMemoryLimitBytes"]), n["agents"],
         _bytes(n["processRssBytes"])) if (n := a.result) is not None else (a.node, "-", "-", "-", "unreachable")
         for a in answers]
-    if not _cluster_wide(args):
-        emit(nodes[0], args.output, headers=("NODE", "USED", "LIMIT", "AGENTS", "RSS"), rows=rows)
-        return
     keys = ("agentMemoryBytes", "agentMemoryLimitBytes", "agents", "processRssBytes")
     total = {key: sum(n[key] for n in nodes) for key in keys}
     rows.append(("TOTAL", _bytes(total["agentMemoryBytes"]), _bytes(total["agentMemoryLimitBytes"]), total["agents"],
                  _bytes(total["processRssBytes"])))
-    emit({"nodes": nodes, "total": total}, args.output, headers=("NODE", "USED", "LIMIT", "AGENTS", "RSS"), rows=rows)
+    return View({"nodes": nodes, "total": total}, headers=MEMORY_COLUMNS, rows=rows)
+
+
+def memory_stats(args: argparse.Namespace) -> None:
+    answers = ask_every_node(args, lambda client: client.call("GET", "/v1/memory"))
+    if not _cluster_wide(args):  # one node, as the runbook prints it
+        n = answers[0].result
+        emit(n, args.output, headers=MEMORY_COLUMNS, rows=[(
+            n["node"], _bytes(n["agentMemoryBytes"]), _bytes(n["agentMemoryLimitBytes"]), n["agents"],
+            _bytes(n["processRssBytes"]))])
+        return
+    memories(answers).emit(args.output)
     _report_unreachable(answers)
 
 

@@ -83,7 +83,8 @@ class Tree:
         parser = parent.add_parser(name, help=help, description=help, aliases=list(aliases),
                                    epilog="examples:\n" + "\n".join(lines).rstrip(),
                                    formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   conflict_handler="resolve")  # a verb may redefine a global flag
+                                   conflict_handler="resolve")  # a verb may redefine a global flag (then
+        # give it default=argparse.SUPPRESS, or it resets the value given before the command)
         if connects:
             self.global_flags(parser, on_root=False)
         parser.set_defaults(run=run)
