@@ -55,7 +55,8 @@ def agents_list(args: argparse.Namespace) -> None:
         emit(agents, args.output, headers=AGENT_COLUMNS, rows=[_agent_row(a) for a in agents])
         return
     agents, answers = _listed_everywhere(args, "/v1/agents")
-    emit(agents, args.output, headers=("NODE", *AGENT_COLUMNS), rows=[(a["node"], *_agent_row(a)) for a in agents])
+    emit(agents, args.output, headers=("NODE", *AGENT_COLUMNS), rows=[(a["node"], *_agent_row(a)) for a in agents],
+         empty=f"No agents on {len(answers)} node(s).")
     _report_unreachable(answers)
 
 
@@ -82,7 +83,8 @@ def agents_slow(args: argparse.Namespace) -> None:
         return
     slow, answers = _listed_everywhere(args, "/v1/slow-agents", params)
     emit(slow, args.output, headers=("NODE", "AGENT-ID", "AVG-LATENCY", "P99-LATENCY"),
-         rows=[(a["node"], a["id"], f"{a['avgLatencyMs']}ms", f"{a['p99LatencyMs']}ms") for a in slow])
+         rows=[(a["node"], a["id"], f"{a['avgLatencyMs']}ms", f"{a['p99LatencyMs']}ms") for a in slow],
+         empty=f"No agent slower than {args.threshold} on {len(answers)} node(s).")
     _report_unreachable(answers)
 
 

@@ -124,6 +124,8 @@ def test_agents_list_and_slow_cover_every_node(release: ClusterUnderTest, ns: st
     assert len(set(placement.values())) == 2, "the replicas are on two nodes, and both are listed"
     slow = json.loads(ok(kubectl_caxton(release, "agents", "slow", "--threshold", "0ms", "-n", ns, "-o", "json")))
     assert all(a["node"] in NODES for a in slow)
+    none = kubectl_caxton(release, "agents", "slow", "--threshold", "1h", "-n", ns)
+    assert (none.returncode, none.stdout, none.stderr) == (0, "", "No agent slower than 1h on 3 node(s).\n")
 
 
 def test_queue_stats_and_verify_answer_for_every_node(release: ClusterUnderTest, ns: str) -> None:
