@@ -74,9 +74,12 @@ class ClusterRef:
 
     def _only_cluster(self) -> str:
         found = [c["metadata"]["name"] for c in self.kube.get(self.path())["items"]]
-        if len(found) != 1:
+        if not found:
+            raise CommandError(f"no CaxtonCluster in namespace {self.namespace} (choose the namespace with -n)",
+                               exit_code=4)
+        if len(found) > 1:
             raise CommandError(f"{len(found)} CaxtonClusters in namespace {self.namespace} "
-                               f"({', '.join(found) or 'none'}): choose one with --cluster", exit_code=2)
+                               f"({', '.join(found)}): choose one with --cluster", exit_code=2)
         return str(found[0])
 
     def path(self, plural: str = "caxtonclusters", name: str | None = None) -> str:

@@ -86,6 +86,8 @@ def test_global_flags_are_accepted_before_and_after_the_command(release: Cluster
     wrong = kubectl_caxton(release, "cluster", "status", "-n", ns, "--context", "no-such-context")
     assert wrong.returncode == 2 and "no-such-context" in wrong.stderr
     assert kubectl_caxton(release, "cluster", "status", "-n", ns, "--cluster", "nope").returncode == 4
+    empty = kubectl_caxton(release, "cluster", "members", "-n", "default")
+    assert empty.returncode == 4 and "no CaxtonCluster in namespace default" in empty.stderr
 
 
 def test_node_flag_asks_that_pod(release: ClusterUnderTest, ns: str) -> None:
