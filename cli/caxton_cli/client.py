@@ -131,6 +131,8 @@ class ClusterNodes:
             if err.status == 404 and ref.kube.get_or_none(ref.path(name=cluster)) is None:
                 raise CommandError(f"no CaxtonCluster {cluster} in namespace {namespace}", exit_code=4) from None
             raise CommandError(f"cannot read CaxtonCluster {cluster} in {namespace}: {err}", exit_code=2) from None
+        except httpx.HTTPError as err:
+            raise CommandError(f"cannot reach the API server {ref.kube.server}: {err}", exit_code=2) from None
         pods.sort(key=lambda p: _ordinal(p["metadata"]["name"]))
         return cls(ref, base64.b64decode(secret["data"]["token"]).decode(), pods)
 

@@ -67,3 +67,21 @@ def test_a_cluster_command_imports_the_client_but_not_the_kubernetes_package(tmp
     assert "caxton_kube" in modules and "httpx" in modules
     assert loaded(modules, NEVER) == []
 
+
+@pytest.mark.parametrize("argv", [["cluster", "members"], ["cluster", "members", "--cluster", "demo"],
+                                  ["memory", "stats", "--cluster", "demo"], ["cluster", "scale", "--replicas", "2"],
+                                  ["agents", "remove", "echo", "--cluster", "demo"]])
+def test_an_unreachable_api_server_is_one_line_and_exit_2(argv: list[str], tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+    }))
+    plugin = Path(sys.executable).parent / "kubectl-caxton"
+    result = subprocess.run([str(plugin), *argv, "--kubeconfig", str(kubeconfig)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: cannot reach the API server") and result.stderr.count("\n") == 1
+
