@@ -159,6 +159,14 @@ def _pod_ready(pod: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions") or [])
 
 
+def read_module(path: str) -> bytes:
+    """A Wasm module named on the command line; a missing or unreadable file is bad input."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise CommandError(f"cannot read {path}: {err.strerror}", exit_code=2) from None
+
+
 def _direct(args: argparse.Namespace) -> NodeClient:
     token = os.environ.get("CAXTON_TOKEN")
     if args.token_file:

@@ -13,10 +13,9 @@ import hashlib
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from caxton_cli.client import ClusterRef
+from caxton_cli.client import ClusterRef, read_module
 from caxton_cli.errors import CommandError
 from caxton_cli.output import emit
 
@@ -60,8 +59,8 @@ def _wait(check: Callable[[], Any], *, timeout: float, what: str) -> Any:
 
 @_api_errors
 def agents_deploy(args: argparse.Namespace) -> None:
+    wasm = read_module(args.module)  # bad input before any request
     ref = ClusterRef.from_args(args)
-    wasm = Path(args.module).read_bytes()
     if len(wasm) > CONFIGMAP_LIMIT:
         raise CommandError(f"{args.module} is {len(wasm)} bytes; a ConfigMap holds about 1 MB. Put the module "
                            "in a Secret or at an https:// URL and apply a CaxtonAgent yourself", exit_code=2)

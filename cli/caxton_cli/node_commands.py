@@ -7,10 +7,9 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
-from caxton_cli.client import Answer, ask_every_node, client_from_args
+from caxton_cli.client import Answer, ask_every_node, client_from_args, read_module
 from caxton_cli.errors import CommandError
 from caxton_cli.output import View, emit
 from caxton_cli.watching import show
@@ -61,7 +60,7 @@ def agents_list(args: argparse.Namespace) -> None:
 
 
 def agents_deploy(args: argparse.Namespace) -> None:
-    wasm = Path(args.module).read_bytes()
+    wasm = read_module(args.module)
     limits = {k: v for k, v in {"memory": args.memory, "fuel": args.fuel, "deadline": args.deadline}.items() if v}
     agent = client_from_args(args).call("POST", "/v1/agents", json={
         "id": args.id, "wasm": base64.b64encode(wasm).decode(), "limits": limits, "priority": args.priority,
