@@ -8,7 +8,6 @@ import argparse
 import base64
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -218,6 +217,8 @@ def ask_every_node(args: argparse.Namespace, ask: Callable[[NodeClient | ProxyNo
             return Answer(client.node, result=ask(client))
         except CommandError as err:
             return Answer(client.node, error=err)
+
+    from concurrent.futures import ThreadPoolExecutor  # only the cluster-wide commands need threads
 
     with ThreadPoolExecutor(max_workers=min(16, len(clients))) as pool:
         return list(pool.map(one, clients))
