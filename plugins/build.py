@@ -4,8 +4,8 @@ plugins/caxton.yaml at it (version, uri, sha256).
     python plugins/build.py [--out dist] [--write-manifest]
 
 The archive holds `kubectl-caxton`, a Python zip application (the plugin's
-kubectl-mode code, its Kubernetes client and the pure-Python libraries they use,
-each with its licence) that runs on any python3 >= 3.11, and LICENSE. The same tree
+kubectl-mode code, its Kubernetes client and PyYAML's pure-Python part, with its
+licence) that runs on any python3 >= 3.11, and LICENSE. The same tree
 and the same library versions give the same bytes, so the manifest's sha256 can be
 checked by rebuilding.
 """
@@ -34,17 +34,12 @@ OWN = {
     "caxton_node": ROOT / "node" / "caxton_node",
 }
 OWN_FILES = {"caxton_node": {"__init__.py", "units.py"}}
-DIRECT_MODE_ONLY = {"caxton_cli": {"local.py", "server.py", "security.py"}}
-# distribution -> (version the manifest's sha256 was built with, top-level modules it provides)
+DIRECT_MODE_ONLY = {"caxton_cli": {"local.py", "server.py", "security.py"},
+                    "caxton_kube": {"client.py"}}  # the httpx client of the long-running processes
+# distribution -> (version the manifest's sha256 was built with, top-level modules it provides).
+# kubectl mode talks to the API server with http.client (caxton_kube.oneshot): YAML is all it needs.
 LIBRARIES = {
-    "httpx": ("0.28.1", ["httpx"]),
-    "httpcore": ("1.0.9", ["httpcore"]),
-    "h11": ("0.16.0", ["h11"]),
-    "anyio": ("4.16.0", ["anyio"]),
-    "idna": ("3.20", ["idna"]),
-    "certifi": ("2026.10.18", ["certifi"]),
     "PyYAML": ("6.0.3", ["yaml"]),
-    "typing_extensions": ("4.16.0", ["typing_extensions"]),
 }
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 MAIN = "from caxton_cli.main import kubectl_main\n\nkubectl_main()\n"

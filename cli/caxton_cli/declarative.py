@@ -28,15 +28,14 @@ def _api_errors(command: Callable[[argparse.Namespace], None]) -> Callable[[argp
 
     @functools.wraps(command)
     def wrapped(args: argparse.Namespace) -> None:
-        import httpx
-        from caxton_kube import KubeError
+        from caxton_kube import KubeError, KubeUnreachable
 
         try:
             command(args)
         except KubeError as err:
             raise CommandError(f"the API server refused: {err.message}", exit_code=1) from None
-        except httpx.HTTPError as err:
-            raise CommandError(f"cannot reach the API server: {err}", exit_code=2) from None
+        except KubeUnreachable as err:
+            raise CommandError(f"cannot reach the API server {err}", exit_code=2) from None
 
     return wrapped
 

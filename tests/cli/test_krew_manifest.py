@@ -213,7 +213,7 @@ def test_the_archive_installs_and_runs_with_plain_python(tmp_path: Path) -> None
         "users": [{"name": "u", "user": {"token": "t"}}],
         "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
     }))
-    # As far as the first request: the Kubernetes client, httpx and YAML load from the archive.
+    # As far as the first request: the Kubernetes client and YAML load from the archive.
     tried = subprocess.run([*command, "cluster", "members", "--kubeconfig", str(kubeconfig)],
                            capture_output=True, text=True, env=env, timeout=60)
     assert tried.returncode == 2 and "cannot reach the API server https://127.0.0.1:9" in tried.stderr, tried.stderr
@@ -225,5 +225,6 @@ def test_the_archive_carries_each_librarys_licence() -> None:
     names = build.zipapp_files()
     for distribution in build.LIBRARIES:
         assert any(n.startswith(f"licenses/{distribution}/") for n in names), distribution
-    assert not any(n.startswith(("caxton_local/", "caxton_operator/")) for n in names)
+    assert not any(n.startswith(("caxton_local/", "caxton_operator/", "httpx/")) for n in names)
+    assert "caxton_kube/client.py" not in names  # kubectl mode uses caxton_kube.oneshot
     assert "caxton_cli/local.py" not in names
