@@ -20,13 +20,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.operator.test_operator_e2e import alive, kubectl_json, release, wait_cluster
+from tests.operator.test_operator_e2e import CHART, OPERATOR_NS, RELEASE, alive, helm, kubectl_json, wait_cluster
 from tests.support.agents import build_example_agents
 from tests.support.cluster import ClusterUnderTest, temporary_namespace
 from tests.support.netfault import NetworkPartition
 from tests.support.waiting import wait_for
 
-__all__ = ["release"]  # the operator release fixture, shared with the operator e2e
 NODES = ["demo-0", "demo-1", "demo-2"]
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,6 +50,27 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
+def operator_namespace_gone(cluster: ClusterUnderTest) -> None:
+    """The operator e2e installs the same release in the same session: neither may start
+    while the other's namespace is still terminating."""
+    wait_for(lambda: cluster.kube.get_or_none(f"/api/v1/namespaces/{OPERATOR_NS}") is None, timeout=180,
+             what=f"namespace {OPERATOR_NS} to be gone")
+
+
+@pytest.fixture(scope="module")
+def release(crds: ClusterUnderTest) -> Iterator[ClusterUnderTest]:
+    if not crds.has_process_kubelet and not os.environ.get("CAXTON_TEST_IMAGES"):
+        pytest.skip("the caxton images must be loadable by this cluster's nodes (see tests/operator)")
+    operator_namespace_gone(crds)
+    helm(crds, "install", RELEASE, str(CHART), "-n", OPERATOR_NS, "--create-namespace", "--wait", "--timeout", "180s")
+    try:
+        yield crds
+    finally:
+        helm(crds, "uninstall", RELEASE, "-n", OPERATOR_NS, "--wait", "--timeout", "120s")
+        crds.kube.delete(f"/api/v1/namespaces/{OPERATOR_NS}")
+        operator_namespace_gone(crds)
+
+
 @pytest.fixture(scope="module")
 def ns(release: ClusterUnderTest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for name in temporary_namespace(release):
@@ -66,7 +86,11 @@ def ns(release: ClusterUnderTest, tmp_path_factory: pytest.TempPathFactory) -> I
         module.write_bytes(build_example_agents()["counter"])
         ok(kubectl_caxton(release, "agents", "deploy", str(module), "--id", "counter", "--replicas", "2",
                           "-n", name, timeout=180))
-        yield name
+        try:
+            yield name
+        finally:  # while the operator still runs: its finalizer must let the CaxtonCluster go
+            release.kubectl("delete", "cxa,cxc", "--all", "-n", name, "--wait=true", "--timeout=120s", check=False,
+                            timeout=180)
 
 
 def members(stdout: str) -> list[tuple[str, str]]:
