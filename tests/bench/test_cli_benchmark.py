@@ -19,7 +19,7 @@ def test_cli_benchmark_produces_its_figures(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
-    expected = {"python_start_p50_ms", "help_p50_ms", "help_p95_ms"} | (
+    expected = {"python_start_p50_ms", "help_p50_ms", "help_p95_ms", "help_cpu_p50_ms"} | (
         {"help_via_kubectl_p50_ms"} if extra else set())
     assert expected <= set(report["figures"])
     assert all(value > 0 for value in report["figures"].values())
