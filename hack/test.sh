@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/setup.sh
 export PATH=$PWD/.venv/bin:$PATH
-PKGS=(node/caxton_node operator/caxton_operator cli/caxton_cli kube/caxton_kube local/caxton_local tests bench)
+PKGS=(node/caxton_node operator/caxton_operator cli/caxton_cli kube/caxton_kube local/caxton_local tests bench plugins)
 echo "==> ruff" >&2
 ruff check "${PKGS[@]}"
 echo "==> mypy" >&2

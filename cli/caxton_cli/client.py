@@ -8,19 +8,20 @@ import argparse
 import base64
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from caxton_cli.errors import CommandError
+
+if TYPE_CHECKING:
+    import httpx
+    from caxton_kube.oneshot import OneShotKube, Response
 
 T = TypeVar("T")
 
 
-def _result(resp: httpx.Response, where: str) -> Any:
+def _result(resp: httpx.Response | Response, where: str) -> Any:
     if resp.status_code >= 400:
         try:
             body = resp.json()
@@ -32,7 +33,11 @@ def _result(resp: httpx.Response, where: str) -> Any:
 
 
 class NodeClient:
+    """A node's API, directly (`caxton --api URL`)."""
+
     def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0) -> None:
+        import httpx
+
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
         self.where = self.base_url
@@ -40,6 +45,8 @@ class NodeClient:
 
     def call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
              timeout: float | None = None) -> Any:
+        import httpx
+
         try:
             resp = self._http.request(method, path, json=json, params=params,
                                       timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
@@ -53,11 +60,12 @@ class ClusterRef:
 
     def __init__(self, kubeconfig: str | None, namespace: str | None, cluster: str | None, *,
                  context: str | None = None) -> None:
-        from caxton_kube import Kube, KubeError
+        from caxton_kube import KubeError, KubeUnreachable
         from caxton_kube.kubeconfig import KubeconfigError
+        from caxton_kube.oneshot import OneShotKube
 
         try:
-            self.kube = Kube(kubeconfig, context=context)
+            self.kube: OneShotKube = OneShotKube(kubeconfig, context=context)
         except (KubeconfigError, OSError, ValueError) as err:
             raise CommandError(f"cannot use the kubeconfig: {err}", exit_code=2) from None
         self.namespace = namespace or self.kube.namespace
@@ -65,8 +73,8 @@ class ClusterRef:
             self.name = cluster or self._only_cluster()
         except KubeError as err:
             raise CommandError(f"cannot list CaxtonClusters in {self.namespace}: {err}", exit_code=2) from None
-        except httpx.HTTPError as err:
-            raise CommandError(f"cannot reach the API server {self.kube.server}: {err}", exit_code=2) from None
+        except KubeUnreachable as err:
+            raise CommandError(f"cannot reach the API server {err}", exit_code=2) from None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ClusterRef:
@@ -74,9 +82,12 @@ class ClusterRef:
 
     def _only_cluster(self) -> str:
         found = [c["metadata"]["name"] for c in self.kube.get(self.path())["items"]]
-        if len(found) != 1:
+        if not found:
+            raise CommandError(f"no CaxtonCluster in namespace {self.namespace} (choose the namespace with -n)",
+                               exit_code=4)
+        if len(found) > 1:
             raise CommandError(f"{len(found)} CaxtonClusters in namespace {self.namespace} "
-                               f"({', '.join(found) or 'none'}): choose one with --cluster", exit_code=2)
+                               f"({', '.join(found)}): choose one with --cluster", exit_code=2)
         return str(found[0])
 
     def path(self, plural: str = "caxtonclusters", name: str | None = None) -> str:
@@ -87,7 +98,7 @@ class ClusterRef:
 class ProxyNodeClient:
     """One node's API through the API server's pod proxy."""
 
-    def __init__(self, kube: Any, namespace: str, pod: str, token: str) -> None:
+    def __init__(self, kube: OneShotKube, namespace: str, pod: str, token: str) -> None:
         self.kube, self.node = kube, pod
         self.where = f"{namespace}/{pod}"
         self.prefix = f"/api/v1/namespaces/{namespace}/pods/{pod}:8080/proxy"
@@ -95,10 +106,12 @@ class ProxyNodeClient:
 
     def call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
              timeout: float | None = None) -> Any:
+        from caxton_kube import KubeUnreachable
+
         try:
             resp = self.kube.raw(method, self.prefix + path, json=json, params=params, headers=self.headers,
                                  timeout=timeout or 30.0)
-        except httpx.HTTPError as err:
+        except KubeUnreachable as err:
             raise CommandError(f"cannot reach {self.where} through the API server: {err}", exit_code=2) from None
         if resp.status_code in (502, 503) and b'"kind":"Status"' in resp.content:
             # The API server's own answer: it could not connect to the pod (unreachable, not refused).
@@ -116,7 +129,7 @@ class ClusterNodes:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ClusterNodes:
-        from caxton_kube import KubeError
+        from caxton_kube import KubeError, KubeUnreachable
 
         ref = ClusterRef.from_args(args)
         namespace, cluster = ref.namespace, ref.name
@@ -128,6 +141,8 @@ class ClusterNodes:
             if err.status == 404 and ref.kube.get_or_none(ref.path(name=cluster)) is None:
                 raise CommandError(f"no CaxtonCluster {cluster} in namespace {namespace}", exit_code=4) from None
             raise CommandError(f"cannot read CaxtonCluster {cluster} in {namespace}: {err}", exit_code=2) from None
+        except KubeUnreachable as err:
+            raise CommandError(f"cannot reach the API server {err}", exit_code=2) from None
         pods.sort(key=lambda p: _ordinal(p["metadata"]["name"]))
         return cls(ref, base64.b64decode(secret["data"]["token"]).decode(), pods)
 
@@ -152,6 +167,14 @@ def _ordinal(name: str) -> tuple[int, str]:
 
 def _pod_ready(pod: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions") or [])
+
+
+def read_module(path: str) -> bytes:
+    """A Wasm module named on the command line; a missing or unreadable file is bad input."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise CommandError(f"cannot read {path}: {err.strerror}", exit_code=2) from None
 
 
 def _direct(args: argparse.Namespace) -> NodeClient:
@@ -205,6 +228,8 @@ def ask_every_node(args: argparse.Namespace, ask: Callable[[NodeClient | ProxyNo
             return Answer(client.node, result=ask(client))
         except CommandError as err:
             return Answer(client.node, error=err)
+
+    from concurrent.futures import ThreadPoolExecutor  # only the cluster-wide commands need threads
 
     with ThreadPoolExecutor(max_workers=min(16, len(clients))) as pool:
         return list(pool.map(one, clients))

@@ -120,7 +120,13 @@ def zsh_script(parser: argparse.ArgumentParser, commands: list[str]) -> str:
     compadd -- ${{=${{{tree}[$at]}}}} ${{=${{{tree}[$at/]}}}}
   fi
 }}
-compdef {fn} {' '.join(commands)}
+# Autoloaded from a file _{commands[0]} on $fpath, this body runs at the first <TAB>: complete
+# that one too. Sourced, it registers the function.
+if [ "$funcstack[1]" = "_{commands[0]}" ]; then
+  {fn} "$@"
+else
+  compdef {fn} {' '.join(commands)}
+fi
 """
 
 

@@ -13,10 +13,9 @@ import hashlib
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from caxton_cli.client import ClusterRef
+from caxton_cli.client import ClusterRef, read_module
 from caxton_cli.errors import CommandError
 from caxton_cli.output import emit
 
@@ -29,12 +28,14 @@ def _api_errors(command: Callable[[argparse.Namespace], None]) -> Callable[[argp
 
     @functools.wraps(command)
     def wrapped(args: argparse.Namespace) -> None:
-        from caxton_kube import KubeError
+        from caxton_kube import KubeError, KubeUnreachable
 
         try:
             command(args)
         except KubeError as err:
             raise CommandError(f"the API server refused: {err.message}", exit_code=1) from None
+        except KubeUnreachable as err:
+            raise CommandError(f"cannot reach the API server {err}", exit_code=2) from None
 
     return wrapped
 
@@ -57,8 +58,8 @@ def _wait(check: Callable[[], Any], *, timeout: float, what: str) -> Any:
 
 @_api_errors
 def agents_deploy(args: argparse.Namespace) -> None:
+    wasm = read_module(args.module)  # bad input before any request
     ref = ClusterRef.from_args(args)
-    wasm = Path(args.module).read_bytes()
     if len(wasm) > CONFIGMAP_LIMIT:
         raise CommandError(f"{args.module} is {len(wasm)} bytes; a ConfigMap holds about 1 MB. Put the module "
                            "in a Secret or at an https:// URL and apply a CaxtonAgent yourself", exit_code=2)

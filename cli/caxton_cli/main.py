@@ -6,15 +6,10 @@ is imported after parsing, so `--help` and a simple command start fast.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 
 from caxton_cli.parser import build
-
-
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    return build(prog)
 
 
 def run(argv: list[str], prog: str) -> int:

@@ -7,10 +7,9 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
-from caxton_cli.client import Answer, ask_every_node, client_from_args
+from caxton_cli.client import Answer, ask_every_node, client_from_args, read_module
 from caxton_cli.errors import CommandError
 from caxton_cli.output import View, emit
 from caxton_cli.watching import show
@@ -55,12 +54,13 @@ def agents_list(args: argparse.Namespace) -> None:
         emit(agents, args.output, headers=AGENT_COLUMNS, rows=[_agent_row(a) for a in agents])
         return
     agents, answers = _listed_everywhere(args, "/v1/agents")
-    emit(agents, args.output, headers=("NODE", *AGENT_COLUMNS), rows=[(a["node"], *_agent_row(a)) for a in agents])
+    emit(agents, args.output, headers=("NODE", *AGENT_COLUMNS), rows=[(a["node"], *_agent_row(a)) for a in agents],
+         empty=f"No agents on {len(answers)} node(s).")
     _report_unreachable(answers)
 
 
 def agents_deploy(args: argparse.Namespace) -> None:
-    wasm = Path(args.module).read_bytes()
+    wasm = read_module(args.module)
     limits = {k: v for k, v in {"memory": args.memory, "fuel": args.fuel, "deadline": args.deadline}.items() if v}
     agent = client_from_args(args).call("POST", "/v1/agents", json={
         "id": args.id, "wasm": base64.b64encode(wasm).decode(), "limits": limits, "priority": args.priority,
@@ -82,7 +82,8 @@ def agents_slow(args: argparse.Namespace) -> None:
         return
     slow, answers = _listed_everywhere(args, "/v1/slow-agents", params)
     emit(slow, args.output, headers=("NODE", "AGENT-ID", "AVG-LATENCY", "P99-LATENCY"),
-         rows=[(a["node"], a["id"], f"{a['avgLatencyMs']}ms", f"{a['p99LatencyMs']}ms") for a in slow])
+         rows=[(a["node"], a["id"], f"{a['avgLatencyMs']}ms", f"{a['p99LatencyMs']}ms") for a in slow],
+         empty=f"No agent slower than {args.threshold} on {len(answers)} node(s).")
     _report_unreachable(answers)
 
 
@@ -110,15 +111,15 @@ def _one_queue(stats: dict[str, Any]) -> View:
     ))
 
 
-def _queues(answers: list[Answer]) -> View:
+def queues(answers: list[Answer]) -> View:
     """Per node and in total; agents with a backlog are listed under the table."""
     from caxton_cli.output import table
 
     nodes = [{"node": a.node, **a.result} for a in answers if a.error is None]
     total = {"depth": sum(n["depth"] for n in nodes), "dead_letters": sum(n["dead_letters"] for n in nodes)}
     rows: list[tuple[Any, ...]] = [
-        (n["node"], n["depth"], n["dead_letters"], "OPEN" if n["circuit_open"] else "closed") for n in nodes]
-    rows += [(a.node, "-", "-", "unreachable") for a in answers if a.error is not None]
+        (a.node, n["depth"], n["dead_letters"], "OPEN" if n["circuit_open"] else "closed")
+        if (n := a.result) is not None else (a.node, "-", "-", "unreachable") for a in answers]
     rows.append(("TOTAL", total["depth"], total["dead_letters"], ""))
     backlog = sorted(((n["node"], agent, depth) for n in nodes for agent, depth in n["agents"].items() if depth),
                      key=lambda t: -t[2])
@@ -134,7 +135,7 @@ def queue_stats(args: argparse.Namespace) -> None:
         client = client_from_args(args)
         show(args, lambda: _one_queue(client.call("GET", "/v1/queue")))
         return
-    show(args, lambda: _queues(ask_every_node(args, lambda client: client.call("GET", "/v1/queue"))))
+    show(args, lambda: queues(ask_every_node(args, lambda client: client.call("GET", "/v1/queue"))))
 
 
 def queue_drain(args: argparse.Namespace) -> None:
@@ -148,7 +149,7 @@ def queue_drain(args: argparse.Namespace) -> None:
 
 
 def _seconds(text: str) -> float:
-    from caxton_node.config import parse_duration
+    from caxton_node.units import parse_duration
 
     try:
         return parse_duration(text)
@@ -156,21 +157,32 @@ def _seconds(text: str) -> float:
         raise CommandError(str(err)) from None
 
 
-def memory_stats(args: argparse.Namespace) -> None:
-    answers = ask_every_node(args, lambda client: client.call("GET", "/v1/memory"))
+MEMORY_COLUMNS = ("NODE", "USED", "LIMIT", "AGENTS", "RSS")
+
+
+def memories(answers: list[Answer]) -> View:
+    """Per node, in node order (an unanswered node keeps its row), and in total."""
     nodes = [a.result for a in answers if a.error is None]
     rows: list[tuple[Any, ...]] = [(
         n["node"], _bytes(n["agentMemoryBytes"]), _bytes(n["agentMemoryLimitBytes"]), n["agents"],
-        _bytes(n["processRssBytes"])) for n in nodes]
-    rows += [(a.node, "-", "-", "-", "unreachable") for a in answers if a.error is not None]
-    if not _cluster_wide(args):
-        emit(nodes[0], args.output, headers=("NODE", "USED", "LIMIT", "AGENTS", "RSS"), rows=rows)
-        return
+        _bytes(n["processRssBytes"])) if (n := a.result) is not None else (a.node, "-", "-", "-", "unreachable")
+        for a in answers]
     keys = ("agentMemoryBytes", "agentMemoryLimitBytes", "agents", "processRssBytes")
     total = {key: sum(n[key] for n in nodes) for key in keys}
     rows.append(("TOTAL", _bytes(total["agentMemoryBytes"]), _bytes(total["agentMemoryLimitBytes"]), total["agents"],
                  _bytes(total["processRssBytes"])))
-    emit({"nodes": nodes, "total": total}, args.output, headers=("NODE", "USED", "LIMIT", "AGENTS", "RSS"), rows=rows)
+    return View({"nodes": nodes, "total": total}, headers=MEMORY_COLUMNS, rows=rows)
+
+
+def memory_stats(args: argparse.Namespace) -> None:
+    answers = ask_every_node(args, lambda client: client.call("GET", "/v1/memory"))
+    if not _cluster_wide(args):  # one node, as the runbook prints it
+        n = answers[0].result
+        emit(n, args.output, headers=MEMORY_COLUMNS, rows=[(
+            n["node"], _bytes(n["agentMemoryBytes"]), _bytes(n["agentMemoryLimitBytes"]), n["agents"],
+            _bytes(n["processRssBytes"]))])
+        return
+    memories(answers).emit(args.output)
     _report_unreachable(answers)
 
 

@@ -22,8 +22,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def emit(data: Any, fmt: str, *, headers: Sequence[str] = (), rows: Sequence[Sequence[Any]] = (),
-         text: str | None = None) -> None:
-    """Prints `data` as JSON/YAML, or the table (or free text) for the default format."""
+         text: str | None = None, empty: str | None = None) -> None:
+    """Prints `data` as JSON/YAML, or the table (or free text) for the default format. A
+    table without rows prints `empty` on stderr instead, if given (as kubectl says "No
+    resources found")."""
     if fmt == "json":
         json.dump(data, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
@@ -33,6 +35,8 @@ def emit(data: Any, fmt: str, *, headers: Sequence[str] = (), rows: Sequence[Seq
         yaml.safe_dump(data, sys.stdout, sort_keys=False)
     elif text is not None:
         print(text)
+    elif not rows and empty is not None:
+        print(empty, file=sys.stderr)
     else:
         print(table(headers, rows))
 

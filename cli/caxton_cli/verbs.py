@@ -45,7 +45,7 @@ class Tree:
                                help="the CaxtonCluster (default: the only one in the namespace)")
             flags.add_argument("--node", default=default(None),
                                help="ask this node (pod) only, e.g. the minority side of a partition")
-            flags.add_argument("--kubeconfig", default=default(os.environ.get("KUBECONFIG")),
+            flags.add_argument("--kubeconfig", default=default(None),
                                help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
             flags.add_argument("--context", default=default(None), help="kubeconfig context (default: current)")
         else:
@@ -83,7 +83,8 @@ class Tree:
         parser = parent.add_parser(name, help=help, description=help, aliases=list(aliases),
                                    epilog="examples:\n" + "\n".join(lines).rstrip(),
                                    formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   conflict_handler="resolve")  # a verb may redefine a global flag
+                                   conflict_handler="resolve")  # a verb may redefine a global flag (then
+        # give it default=argparse.SUPPRESS, or it resets the value given before the command)
         if connects:
             self.global_flags(parser, on_root=False)
         parser.set_defaults(run=run)

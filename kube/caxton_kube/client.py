@@ -8,8 +8,6 @@ httpx with the credentials of a kubeconfig or of the pod's service account.
 from __future__ import annotations
 
 import json
-import ssl
-import tempfile
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,18 +15,9 @@ from typing import Any
 import httpx
 
 from caxton_kube import kubeconfig
-from caxton_kube.kubeconfig import Credentials
+from caxton_kube.errors import KubeError, Obj
 
-Obj = dict[str, Any]
-
-
-class KubeError(RuntimeError):
-    def __init__(self, status: int, message: str, reason: str = "") -> None:
-        super().__init__(f"{status} {reason}: {message}" if reason else f"{status}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-
+__all__ = ["Kube", "KubeError", "Obj"]
 
 class _TokenFile(httpx.Auth):
     """A token file (the pod's service-account token), re-read when the kubelet rotates it."""
@@ -46,22 +35,6 @@ class _TokenFile(httpx.Auth):
         yield request
 
 
-def _tls(creds: Credentials) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cadata=creds.ca_pem.decode()) if creds.ca_pem else ssl.create_default_context()
-    if creds.client_cert_pem and creds.client_key_pem:
-        # The ssl module loads a key pair only from files: a private directory, gone at once.
-        with tempfile.TemporaryDirectory(prefix="caxton-kube-") as tmp:
-            cert, key = Path(tmp) / "client.crt", Path(tmp) / "client.key"
-            cert.write_bytes(creds.client_cert_pem)
-            key.touch(mode=0o600)
-            key.write_bytes(creds.client_key_pem)
-            ctx.load_cert_chain(cert, key)
-    if creds.insecure:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 class Kube:
     """One connection pool to one API server; safe to share between threads.
 
@@ -70,8 +43,7 @@ class Kube:
 
     def __init__(self, kubeconfig_path: Path | str | None = None, *, context: str | None = None,
                  timeout: float = 30.0) -> None:
-        creds = None if kubeconfig_path or context else kubeconfig.in_cluster()
-        creds = creds or kubeconfig.load(kubeconfig_path, context=context)
+        creds = kubeconfig.credentials(kubeconfig_path, context=context)
         self.namespace = creds.namespace
         headers = {"Accept": "application/json"}
         auth: httpx.Auth | None = None
@@ -84,7 +56,7 @@ class Kube:
         extensions = {"sni_hostname": creds.tls_server_name} if creds.tls_server_name else None
         self.server = creds.server
         self._http = httpx.Client(
-            base_url=self.server, verify=_tls(creds), headers=headers, timeout=timeout, auth=auth,
+            base_url=self.server, verify=creds.ssl_context(), headers=headers, timeout=timeout, auth=auth,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             event_hooks={"request": [lambda r: r.extensions.update(extensions)]} if extensions else None,
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,33 @@ class Credentials:
     client_key_pem: bytes | None = None
     basic_auth: tuple[str, str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cadata=self.ca_pem.decode()) if self.ca_pem else ssl.create_default_context()
+        if self.client_cert_pem and self.client_key_pem:
+            import tempfile  # only here: imports are start-up time for the plugin
+
+            # The ssl module loads a key pair only from files: a private directory, gone at once.
+            with tempfile.TemporaryDirectory(prefix="caxton-kube-") as tmp:
+                cert, key = Path(tmp) / "client.crt", Path(tmp) / "client.key"
+                cert.write_bytes(self.client_cert_pem)
+                key.touch(mode=0o600)
+                key.write_bytes(self.client_key_pem)
+                ctx.load_cert_chain(cert, key)
+        if self.insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    def token_now(self) -> str | None:
+        """The bearer token, re-read from token_file each time (the kubelet rotates it)."""
+        return self.token_file.read_text().strip() if self.token_file else self.token
+
+
+def credentials(kubeconfig: Path | str | None = None, *, context: str | None = None) -> Credentials:
+    """Inside a pod without a kubeconfig or context: its service account; else the kubeconfig."""
+    found = None if kubeconfig or context else in_cluster()
+    return found or load(kubeconfig, context=context)
 
 
 def kubeconfig_paths(explicit: Path | str | None = None) -> list[Path]:
@@ -66,7 +93,7 @@ def _merged(paths: list[Path]) -> tuple[dict[str, Any], dict[str, Path]]:
             raise KubeconfigError(f"cannot read kubeconfig {path}: {err.strerror}") from None
         found = True
         try:
-            doc = yaml.safe_load(text) or {}
+            doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}  # libyaml if built
         except yaml.YAMLError as err:
             raise KubeconfigError(f"kubeconfig {path} is not YAML: {err}") from None
         if not isinstance(doc, dict):
@@ -97,6 +124,8 @@ def _data_or_file(entry: dict[str, Any], key: str, base: Path) -> bytes | None:
 
 def _exec_credential(spec: dict[str, Any], server: str) -> dict[str, Any]:
     """Runs a client-go credential plugin (`users[].user.exec`), as kubectl does."""
+    import subprocess
+
     env = {**os.environ, **{e["name"]: e["value"] for e in spec.get("env") or []}}
     env["KUBERNETES_EXEC_INFO"] = json.dumps({
         "apiVersion": spec.get("apiVersion", "client.authentication.k8s.io/v1"), "kind": "ExecCredential",

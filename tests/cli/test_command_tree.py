@@ -121,4 +121,4 @@ def test_defaults_without_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBECONFIG", "/from/env")
     args = build("kubectl caxton").parse_args(["memory", "stats"])
     assert (args.namespace, args.cluster, args.node, args.kubeconfig, args.output) == (
-        None, None, None, "/from/env", "table")
+        None, None, None, None, "table")  # None: the client reads $KUBECONFIG (several files, merged)

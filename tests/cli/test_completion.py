@@ -79,6 +79,26 @@ _caxton_complete_kubectl_caxton
     assert sorted(w for w in result.stdout.splitlines() if w) == expected
 
 
+def test_zsh_autoloads_the_script_from_fpath(tmp_path: Path) -> None:
+    """Installed as the help says (a file _kubectl-caxton on $fpath), compinit finds it and
+    the first <TAB> already completes."""
+    zsh = shutil.which("zsh")
+    if zsh is None:
+        pytest.skip("zsh is not installed (apt-get install zsh)")
+    (tmp_path / "_kubectl-caxton").write_text(script("zsh"))
+    program = f"""fpath=({tmp_path} $fpath)
+autoload -U compinit && compinit -u -d {tmp_path}/.zcompdump
+print -r -- "registered: ${{_comps[kubectl-caxton]}}"
+compadd() {{ [[ $1 == -- ]] && shift; print -l -- "$@" }}
+words=(kubectl-caxton cluster members -o "")
+CURRENT=5
+_kubectl-caxton
+"""
+    result = subprocess.run([zsh, "-f", "-c", program], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["registered: _kubectl-caxton", "table", "json", "yaml"]
+
+
 def test_kubectl_completes_the_plugin_through_kubectl_complete_caxton() -> None:
     kubectl = KUBERNETES.binary("kubectl")
     if not kubectl.exists():

@@ -39,6 +39,12 @@ class NetworkPartition:
                 self._run("-A", self.chain, "-s", a, "-d", b, "-j", "DROP")
                 self._run("-A", self.chain, "-s", b, "-d", a, "-j", "DROP")
 
+    def refuse(self, address: str, port: int) -> None:
+        """Resets every TCP connection to address:port, from anywhere (the API server too):
+        the listener looks gone without the process stopping."""
+        self._run("-A", self.chain, "-d", address, "-p", "tcp", "--dport", str(port), "-j", "REJECT",
+                  "--reject-with", "tcp-reset")
+
     def heal(self) -> None:
         self._run("-F", self.chain)
 
