@@ -113,8 +113,8 @@ class Store:
         self._db.executescript(INDEXES)
         self._db_lock = threading.Lock()
         # Dead letters: at most `dead_letters_per_agent` rows per agent, none older than the max
-        # age. A flood is cut at the source too: each agent may record a burst of that many and
-        # then that many per minute; the rest are counted (`on_discarded`) and not written.
+        # age. A flood of sends is cut at the source too: what an agent sends may be recorded in a
+        # burst of that many and then that many per minute; the rest is counted (`on_discarded`).
         self.dead_letters_per_agent = dead_letters_per_agent
         self.dead_letter_max_age = dead_letter_max_age
         self._on_discarded = on_discarded or (lambda _why, _n: None)
@@ -214,22 +214,26 @@ class Store:
         if committed:
             self.flush()
 
-    def dead_letter(self, msg: Message, reason: str, owner: str) -> None:
-        """Records `msg` as undeliverable, charged to `owner` (the local agent it concerns)."""
+    def dead_letter(self, msg: Message, reason: str, owner: str, *, rate_limited: bool = False) -> None:
+        """Records `msg` as undeliverable, charged to `owner` (the local agent it concerns).
+        `rate_limited` for what an agent sends: one message in may make it send any number."""
         with self._pending_lock:
             self._enqueued.pop(msg.id, None)
             self._delivered.append(msg.id)
-            bucket = self._dead_rates.get(owner)
-            if bucket is None:
-                limit = self.dead_letters_per_agent
-                bucket = self._dead_rates[owner] = TokenBucket(limit / 60.0, limit)
-                if len(self._dead_rates) > 10_000:  # owners from clients and peers come and go
-                    self._dead_rates.pop(next(iter(self._dead_rates)))
-            if not bucket.take():
+            if rate_limited and not self._within_rate(owner):
                 self._on_discarded("rate", 1)
                 return
             self._dead.append((msg.id, reason, msg.encode().decode(), msg.ts_ms, owner,
                                int(time.time() * 1000)))
+
+    def _within_rate(self, owner: str) -> bool:
+        bucket = self._dead_rates.get(owner)
+        if bucket is None:
+            limit = self.dead_letters_per_agent
+            bucket = self._dead_rates[owner] = TokenBucket(limit / 60.0, limit)
+            if len(self._dead_rates) > 10_000:  # owners from clients and peers come and go
+                self._dead_rates.pop(next(iter(self._dead_rates)))
+        return bucket.take()
 
     def conversation(self, msg: Message) -> None:
         with self._pending_lock:

@@ -135,7 +135,7 @@ class Router:
         if slot is not None:
             if len(slot.queue) >= slot.capacity:
                 if from_agent:
-                    self._dead(msg, "queue_full", owner=msg.sender)
+                    self._dead(msg, "queue_full", owner=msg.sender, rate_limited=True)
                 raise QueueFull(f"queue of agent {slot.id} is full ({slot.capacity} messages)")
             slot.queue.append((msg, accepted))
             self.store.enqueued(msg)
@@ -153,7 +153,7 @@ class Router:
             self.metrics.routed_remote.inc()
             return "remote"
         if from_agent:
-            self._dead(msg, "unknown_receiver", owner=msg.sender)
+            self._dead(msg, "unknown_receiver", owner=msg.sender, rate_limited=True)
         raise UnknownReceiver(f"no agent or mailbox named {msg.receiver!r}")
 
     def open_mailbox(self, name: str) -> None:
@@ -164,11 +164,11 @@ class Router:
         """Up to `limit` messages for client `name`, waiting up to `timeout` for the first."""
         return self.mailboxes.take(name, limit, timeout)
 
-    def _dead(self, msg: Message, reason: str, *, owner: str = "") -> None:
+    def _dead(self, msg: Message, reason: str, *, owner: str = "", rate_limited: bool = False) -> None:
         """Dead-letters `msg`, charged to `owner` (the local agent it concerns) for the per-agent bound."""
         if not owner:
             owner = msg.receiver if msg.receiver in self.agents else msg.sender
-        self.store.dead_letter(msg, reason, owner)
+        self.store.dead_letter(msg, reason, owner, rate_limited=rate_limited)
         # The label is the reason's category ("agent_failed"), never its free text.
         self.metrics.dead_letters.labels(reason.split(":", 1)[0]).inc()
 
