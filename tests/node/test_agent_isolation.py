@@ -138,3 +138,24 @@ def test_tables_instances_and_memories_are_limited(node_factory: NodeFactory, ag
 _ABI = """(memory (export "memory") 1)
   (func (export "caxton_alloc") (param i32) (result i32) (i32.const 1024))
   (func (export "handle_message") (param i32 i32) (result i32) (i32.const 0))"""
+
+
+def test_suspend_and_emergency_stop_return_once_nothing_runs(
+    node_factory: NodeFactory, agents: dict[str, bytes]
+) -> None:
+    node = node_factory()
+    with node.client() as client:
+        assert deploy(client, "spinner", agents["hostile_loop"], deadline="2s").status_code == 201
+        send(client, "spinner", 1)
+        send(client, "spinner", 2)
+        wait_for(lambda: agent(client, "spinner")["queue"] == 1, timeout=10, what="the spinner to run message 1")
+        assert client.post("/v1/agents/spinner/suspend").status_code == 200
+        # The running message ended (at its deadline) before the suspension was answered; the next waits.
+        state = agent(client, "spinner")
+        assert (state["failures"], state["queue"], state["state"]) == (1, 1, "suspended")
+        assert client.post("/v1/agents/spinner/resume").status_code == 200
+        wait_for(lambda: agent(client, "spinner")["queue"] == 0, timeout=10, what="the spinner to run message 2")
+        stopped = client.post("/v1/emergency/stop", json={})
+        assert stopped.status_code == 200 and stopped.json()["suspended"] == ["spinner"]
+        assert agent(client, "spinner")["failures"] == 2
+    _alive(node)
