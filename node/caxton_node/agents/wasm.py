@@ -75,6 +75,27 @@ class HostCalls:
 _NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _env: None)
 
 
+def _keeping_gil(library: ctypes.PyDLL, name: str, restype: Any, argtypes: list[Any]) -> Any:
+    """A native function called without releasing the GIL. For the short calls made while a
+    deadline runs: each release lets another thread take the GIL, and getting it back (up to
+    a switch interval, 5 ms, per waiting thread) would count against the agent's deadline."""
+    func = getattr(library, name)
+    func.restype, func.argtypes = restype, argtypes
+    return func
+
+
+_WASMTIME = ctypes.PyDLL(ffi.dll._name)
+_CONTEXT, _MEMORY = ctypes.POINTER(ffi.wasmtime_context_t), ctypes.POINTER(ffi.wasmtime_memory_t)
+_set_epoch_deadline = _keeping_gil(_WASMTIME, "wasmtime_context_set_epoch_deadline", None,
+                                   [_CONTEXT, ctypes.c_uint64])
+_caller_context = _keeping_gil(_WASMTIME, "wasmtime_caller_context", _CONTEXT,
+                               [ctypes.POINTER(ffi.wasmtime_caller_t)])
+_memory_data = _keeping_gil(_WASMTIME, "wasmtime_memory_data", ctypes.c_void_p, [_CONTEXT, _MEMORY])
+_memory_data_size = _keeping_gil(_WASMTIME, "wasmtime_memory_data_size", ctypes.c_size_t, [_CONTEXT, _MEMORY])
+_memmove = _keeping_gil(ctypes.PyDLL(None), "memmove", ctypes.c_void_p,
+                        [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t])
+
+
 class _Current(threading.local):
     host: HostCalls | None = None
     memory: wasmtime.Memory | None = None
@@ -114,20 +135,13 @@ class WasmEngine:
         self._ticker.start()
 
     def _tick(self) -> None:
-        """Advances the epoch once per EPOCH_TICK of wall-clock time. The loop needs the GIL, which
-        busy threads may hold for a switch interval (5 ms) at a time: it catches up on the ticks
-        it missed, so deadlines stay wall-clock deadlines instead of stretching under load."""
-        # Through a handle that keeps the GIL: releasing it between catch-up ticks would let
-        # another thread take it each time.
-        increment = ctypes.PyDLL(ffi.dll._name).wasmtime_engine_increment_epoch
-        increment.argtypes, increment.restype = [ctypes.c_void_p], None
-        engine = ctypes.cast(self.engine.ptr(), ctypes.c_void_p)
-        started, ticks = time.monotonic(), 0
+        """Advances the epoch, the clock deadlines are measured on, once per EPOCH_TICK.
+
+        The loop needs the CPU and the GIL, so on an overloaded machine it wakes late and the
+        clock runs slow. That is kept on purpose (no catching up): a short deadline then
+        stretches rather than failing merely because the machine is busy."""
         while not self._stopped.wait(EPOCH_TICK):
-            due = int((time.monotonic() - started) / EPOCH_TICK)
-            for _ in range(min(due - ticks, 60_000)):
-                increment(engine)
-            ticks = due
+            self.engine.increment_epoch()
 
     def close(self) -> None:
         self._stopped.set()
@@ -151,13 +165,12 @@ class WasmEngine:
             memory = current.memory
             if memory is None:
                 return None
-            context = ffi.wasmtime_caller_context(caller)
-            size = ffi.wasmtime_memory_data_size(context, ctypes.byref(memory._memory))
+            context = _caller_context(caller)
+            size = _memory_data_size(context, ctypes.byref(memory._memory))
             ptr &= 0xFFFFFFFF
             if length < 0 or ptr + length > size:
                 return None
-            base = ctypes.cast(ffi.wasmtime_memory_data(context, ctypes.byref(memory._memory)), ctypes.c_void_p)
-            return (base.value or 0) + ptr
+            return int(_memory_data(context, ctypes.byref(memory._memory)) or 0) + ptr
 
         def guest_bytes(caller: Any, ptr: int, length: int) -> bytes | None:
             address = guest_span(caller, ptr, length)
@@ -245,8 +258,8 @@ class WasmEngine:
             if out is None or counter is None:
                 return ERRNO_FAULT
             data = b"".join(ready)
-            ctypes.memmove(out, data, len(data))
-            ctypes.memmove(counter, struct.pack("<I", len(ready)), 4)
+            _memmove(out, data, len(data))
+            _memmove(counter, struct.pack("<I", len(ready)), 4)
             return 0
 
         for module, name, ty, func in (
@@ -405,11 +418,14 @@ class AgentInstance:
             if isinstance(func, wasmtime.Func):
                 self._call_plain(func)
 
-    def _arm(self) -> None:
-        self.store.set_epoch_deadline(self._deadline_ticks)
-        self.engine._current.deadline_at = time.monotonic() + self.limits.deadline_seconds
+    def _arm(self) -> float:
+        """Starts the deadline (and refills the fuel); returns when it started (time.monotonic())."""
         if self.limits.fuel is not None:
             self.store.set_fuel(self.limits.fuel)
+        started = time.monotonic()
+        _set_epoch_deadline(self.store._context(), self._deadline_ticks)
+        self.engine._current.deadline_at = started + self.limits.deadline_seconds
+        return started
 
     def _enter(self) -> None:
         current = self.engine._current
@@ -425,17 +441,19 @@ class AgentInstance:
             raise AgentError("init_failed", f"agent_init trapped: {describe_trap(err)}") from None
 
     def handle(self, message: bytes) -> int:
-        """Delivers one encoded message; raises wasmtime.Trap on deadline, fuel or fault."""
-        self._arm()
+        """Delivers one encoded message; raises wasmtime.Trap on deadline, fuel or fault.
+        caxton_alloc and handle_message share the deadline: handle_message gets what is left."""
+        started = self._arm()
         self._enter()
         n = len(message)
         ptr = self._alloc(n) & 0xFFFFFFFF
         # Memory may have moved if caxton_alloc grew it: look the base up after the call.
         context, memory = self.store._context(), ctypes.byref(self.memory._memory)
-        if ptr == 0 or ptr + n > ffi.wasmtime_memory_data_size(context, memory):
+        if ptr == 0 or ptr + n > _memory_data_size(context, memory):
             raise AgentError("alloc_failed", f"caxton_alloc({n}) returned an invalid pointer {ptr}")
-        base = ctypes.cast(ffi.wasmtime_memory_data(context, memory), ctypes.c_void_p).value or 0
-        ctypes.memmove(base + ptr, message, n)
+        _memmove(int(_memory_data(context, memory) or 0) + ptr, message, n)
+        spent = round((time.monotonic() - started) / EPOCH_TICK)
+        _set_epoch_deadline(context, max(1, self._deadline_ticks - spent))
         return self._handle(ptr, n)
 
     def memory_bytes(self) -> int:

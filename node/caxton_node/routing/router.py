@@ -49,6 +49,7 @@ WORKERS = 4  # workers that are not stalled; the pool grows past this only to re
 MAX_WORKERS = 64
 STALL_AFTER = 0.02  # seconds inside one message after which a worker no longer counts
 WATCHDOG_TICK = 0.01
+MEMORY_READ_INTERVAL = 0.1  # how stale an agent's reported memory may be (seconds)
 
 
 class QueueFull(RuntimeError):
@@ -73,7 +74,8 @@ class AgentSlot:
     failures: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     restart: Callable[[], AgentInstance] | None = None
-    memory_bytes: int = 0  # after its last message: read without touching the Store another thread runs
+    memory_bytes: int = 0  # as of a recent message: read without touching the Store another thread runs
+    memory_read_at: float = 0.0
     removed: bool = False
     scheduled: bool = False  # in the run queue or held by a worker (changed under Router._cond)
     busy_since: float = 0.0  # perf_counter() when its current message started, 0.0 when idle
@@ -361,7 +363,8 @@ class Router:
             observe(done - accepted)
             if not at_most_once:
                 self.store.delivered(msg.id)
-        if slot.instance is not None:
+        if slot.instance is not None and time.perf_counter() - slot.memory_read_at >= MEMORY_READ_INTERVAL:
+            slot.memory_read_at = time.perf_counter()
             slot.memory_bytes = slot.instance.memory_bytes()
 
     def _crashed(self, slot: AgentSlot, msg: Message, err: Exception) -> None:
