@@ -8,7 +8,9 @@ for wat in *.wat; do
   "$python" -c 'import sys, wasmtime; open(sys.argv[2], "wb").write(wasmtime.wat2wasm(open(sys.argv[1]).read()))' \
     "$wat" "build/${wat%.wat}.wasm"
 done
-"$python" -m ziglang cc --target=wasm32-wasi -O2 -s -mexec-model=reactor \
-  -Wl,--export=caxton_alloc -Wl,--export=handle_message -Wl,--export=agent_init -Wl,-z,stack-size=65536 \
-  -o build/counter.wasm counter.c
+for c in *.c; do
+  "$python" -m ziglang cc --target=wasm32-wasi -O2 -s -mexec-model=reactor \
+    -Wl,--export=caxton_alloc -Wl,--export=handle_message -Wl,--export=agent_init -Wl,-z,stack-size=65536 \
+    -o "build/${c%.c}.wasm" "$c"
+done
 ls -l build

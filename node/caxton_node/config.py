@@ -116,6 +116,12 @@ class AgentDefaults(Strict):
     # A client mailbox nobody has read or long-polled for this long is removed; what it
     # still held goes to the dead letters (reason mailbox_expired).
     mailbox_idle_expiry: Duration = 600.0
+    # Bounded growth (docs/delivery.md, docs/agent-abi.md): dead letters kept per agent and
+    # for how long, and how many lines an agent may log per message and per second.
+    dead_letters_per_agent: int = Field(default=1000, ge=1, le=1_000_000)
+    dead_letter_max_age: Duration = 7 * 86400.0
+    log_lines_per_message: int = Field(default=16, ge=1, le=100_000)
+    log_lines_per_second: float = Field(default=50.0, gt=0, le=1_000_000)
 
 
 class NodeConfig(Strict):

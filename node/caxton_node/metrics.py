@@ -65,6 +65,17 @@ class NodeMetrics:
         self.queue_depth = Gauge("caxton_queue_depth", "Messages waiting in agent queues", registry=r)
         self.dead_letters = Counter("caxton_dead_letters", "Messages sent to the dead-letter queue",
                                     ["reason"], registry=r)
+        self.dead_letters_stored = Gauge("caxton_dead_letters_stored", "Dead letters kept in the data directory",
+                                         registry=r)
+        self.dead_letters_discarded = Counter(
+            "caxton_dead_letters_discarded",
+            "Dead letters not kept: over an agent's count or rate bound, or past the maximum age", ["why"],
+            registry=r,
+        )
+        self.log_lines_dropped = Counter("caxton_agent_log_lines_dropped",
+                                         "Agent log lines over the per-message or per-second limit", registry=r)
+        self.dispatch_workers = Gauge("caxton_dispatch_workers", "Dispatcher workers, running or stalled in a "
+                                      "long message", ["state"], registry=r)
         self.messages_routed = Counter("caxton_messages_routed", "Messages routed", ["destination"], registry=r)
         self.convergence_seconds = Gauge(
             "caxton_cluster_gossip_convergence_seconds", "Time the last membership change took to spread",

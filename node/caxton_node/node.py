@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from caxton_node.agents.log_limit import LogLimiter
 from caxton_node.agents.wasm import AgentError, HostCalls, Limits, WasmEngine
 from caxton_node.config import Config, parse_duration, parse_size
 from caxton_node.events import EventLog
@@ -55,10 +56,16 @@ class Node:
         self.metrics.before_scrape.callback = self.sample_metrics
         for reason in ("deadline", "fuel", "fault"):
             self.metrics.crashes.labels(reason)
-        self.store = Store(config.node.data_dir)
+        for why in ("rate", "count", "age"):
+            self.metrics.dead_letters_discarded.labels(why)
+        discarded = self.metrics.dead_letters_discarded
+        self.store = Store(config.node.data_dir, dead_letters_per_agent=config.agents.dead_letters_per_agent,
+                           dead_letter_max_age=config.agents.dead_letter_max_age,
+                           on_discarded=lambda why, n: discarded.labels(why).inc(n))
         self.engine = WasmEngine(config.node.data_dir / "cache",
                                  max_message_bytes=config.agents.max_message_bytes)
-        self.router = Router(self.store, self.metrics, max_message_bytes=config.agents.max_message_bytes)
+        self.router = Router(self.store, self.metrics, max_message_bytes=config.agents.max_message_bytes,
+                             at_most_once=config.agents.delivery == "at-most-once")
         self.read_only_reason = ""  # set by partition handling on the minority side
         self.membership: Membership | None = None  # set when the node gossips with peers
         self._formed = False  # seen bootstrap_expect members once: from then on membership sets the quorum
@@ -97,21 +104,31 @@ class Node:
         _, pre = self.engine.load(wasm)
         limits = Limits(**record.limits)
         agent_id = record.id
+        logs = LogLimiter(per_second=self.config.agents.log_lines_per_second,
+                          per_message=self.config.agents.log_lines_per_message)
+        router, dropped = self.router, self.metrics.log_lines_dropped
 
-        def host() -> HostCalls:
-            return HostCalls(
-                send=lambda raw: self.router.send_from_agent(agent_id, raw),
-                log=lambda level, text: log.log(LOG_LEVELS.get(level, logging.INFO), "[agent %s] %s", agent_id, text),
-            )
+        def agent_log(level: int, text: str) -> None:
+            if logs.allow(router.handling()):
+                log.log(LOG_LEVELS.get(level, logging.INFO), "[agent %s] %s", agent_id, text)
+                return
+            dropped.inc()
+            count = logs.report()
+            if count:
+                log.warning("[agent %s] %d log line(s) dropped: over %d a message or %g a second", agent_id,
+                            count, self.config.agents.log_lines_per_message, self.config.agents.log_lines_per_second)
+
+        host = HostCalls(send=lambda raw: router.send_from_agent(agent_id, raw), log=agent_log)
 
         def start() -> Any:
-            return self.engine.instantiate(pre, limits, host())
+            return self.engine.instantiate(pre, limits, host)
 
-        slot = AgentSlot(
-            id=agent_id, instance=start(), capacity=self.config.agents.queue_capacity,
+        instance = start()
+        return AgentSlot(
+            id=agent_id, instance=instance, capacity=self.config.agents.queue_capacity,
             priority=record.priority, suspended=record.state == "suspended", restart=start,
+            memory_bytes=instance.memory_bytes(), log_limit=logs,
         )
-        return slot
 
     def deploy(self, agent_id: str, wasm: bytes, *, limits: dict[str, Any] | None = None,
                priority: str = "normal") -> dict[str, Any]:
@@ -130,6 +147,7 @@ class Node:
                 record = AgentRecord(agent_id, sha, record.limits, priority, "running", record.created_ms)
                 slot = self._slot(record, wasm)
             except AgentError as err:
+                self._collect_modules()  # a refused module leaves nothing behind
                 raise NodeError(err.code, str(err), 422) from None
             self.store.save_module(sha, wasm)
             self.store.save_agent(record)
@@ -162,6 +180,15 @@ class Node:
                 self.router.set_suspended(target.id, False)
         if self._records or restored:
             log.info("restored %d agent(s) and %d undelivered message(s)", len(self._records), restored)
+        self._collect_modules()
+
+    def _collect_modules(self) -> None:
+        """Keeps only the modules deployed agents use, stored and compiled (called under _lock,
+        or before the node serves)."""
+        keep = {record.sha256 for record in self._records.values()}
+        removed = self.store.prune_modules(keep) + self.engine.prune(keep)
+        if removed:
+            log.info("removed %d module file(s) no agent uses", removed)
 
     def _get(self, agent_id: str) -> AgentRecord:
         record = self._records.get(agent_id)
@@ -174,16 +201,24 @@ class Node:
         return self.store.load_module(self._get(agent_id).sha256)
 
     def remove(self, agent_id: str) -> None:
+        """Removes the agent once the message it is handling is done (at most its deadline): its
+        instance is closed only when no worker is inside it, and its queue is dead-lettered."""
         self._check_writable()
         with self._lock:
             self._get(agent_id)
-            slot = self.router.remove(agent_id)
-            if slot is not None and slot.instance is not None:
-                slot.instance.shutdown()
+            slot = self.router.detach(agent_id)
             self.store.delete_agent(agent_id)
             del self._records[agent_id]
+        # Waiting outside the lock: other deploys and removals go on meanwhile.
+        if slot is not None:
+            self.router.retire(slot)
+            if slot.instance is not None:
+                slot.instance.shutdown()
+                slot.instance = None
+        with self._lock:
+            self._collect_modules()
 
-    def set_suspended(self, agent_id: str, suspended: bool) -> dict[str, Any]:
+    def _set_state(self, agent_id: str, suspended: bool) -> None:
         with self._lock:
             record = self._get(agent_id)
             state = "suspended" if suspended else "running"
@@ -191,7 +226,19 @@ class Node:
                 record.id, record.sha256, record.limits, record.priority, state, record.created_ms
             )
             self.store.set_agent_state(agent_id, state)
-            self.router.set_suspended(agent_id, suspended)
+            self.router.set_suspended(agent_id, suspended, wait=False)
+
+    def _wait_suspended(self, agent_ids: list[str]) -> None:
+        """Waits until none of these agents is inside a message (each at most its deadline, side by side)."""
+        for agent_id in agent_ids:
+            slot = self.router.agents.get(agent_id)
+            if slot is not None:
+                self.router.wait_idle(slot)
+
+    def set_suspended(self, agent_id: str, suspended: bool) -> dict[str, Any]:
+        self._set_state(agent_id, suspended)
+        if suspended:
+            self._wait_suspended([agent_id])
         return self.describe(agent_id)
 
     def suspend_by_priority(self, priority: str) -> list[str]:
@@ -199,7 +246,8 @@ class Node:
             raise NodeError("invalid_priority", f"priority must be one of {', '.join(PRIORITIES)}")
         chosen = [r.id for r in list(self._records.values()) if r.priority == priority and r.state == "running"]
         for agent_id in chosen:
-            self.set_suspended(agent_id, True)
+            self._set_state(agent_id, True)
+        self._wait_suspended(chosen)
         return chosen
 
     def describe(self, agent_id: str) -> dict[str, Any]:
@@ -216,7 +264,9 @@ class Node:
             "queue": len(slot.queue) if slot else 0,
             "handled": slot.handled if slot else 0,
             "failures": slot.failures if slot else 0,
-            "memoryBytes": slot.instance.memory_bytes() if slot and slot.instance else 0,
+            # As of its last message: the Store itself belongs to the worker running it.
+            "memoryBytes": slot.memory_bytes if slot else 0,
+            "logLinesDropped": slot.log_limit.dropped if slot and slot.log_limit else 0,
             "avgLatencyMs": round(avg * 1000, 3),
             "p99LatencyMs": round(p99 * 1000, 3),
         }
@@ -258,18 +308,20 @@ class Node:
             time.sleep(0.05)
         dropped = 0
         for slot in list(self.router.agents.values()):
-            while slot.queue:
-                msg, _ = slot.queue.popleft()
-                self.router._dead(msg, "drained")
-                dropped += 1
+            with slot.lock:  # only the holder takes messages off a queue
+                while slot.queue:
+                    msg, _ = slot.queue.popleft()
+                    self.router._dead(msg, "drained", owner=slot.id)
+                    dropped += 1
         return {"before": start_depth, "processed": max(start_depth - dropped, 0), "deadLettered": dropped}
 
     def emergency_stop(self, dump_to: Path | None = None) -> dict[str, Any]:
         stopped = []
         for agent_id, record in list(self._records.items()):
             if record.state == "running":
-                self.set_suspended(agent_id, True)
+                self._set_state(agent_id, True)
                 stopped.append(agent_id)
+        self._wait_suspended(stopped)  # nothing runs once this returns
         result: dict[str, Any] = {"node": self.id, "suspended": stopped}
         if dump_to is not None:
             dump_to.mkdir(parents=True, exist_ok=True)
@@ -296,7 +348,11 @@ class Node:
         m.queue_depth.set(self.router.queue_depth())
         m.message_latency_p99.set(self.router.latency_p99() * 1000)
         slots = list(self.router.agents.values())
-        m.agent_memory.set(sum(s.instance.memory_bytes() for s in slots if s.instance is not None))
+        m.agent_memory.set(sum(s.memory_bytes for s in slots))
+        m.dead_letters_stored.set(self.store.dead_letter_count())
+        workers, stalled = self.router.worker_counts()
+        m.dispatch_workers.labels("running").set(workers - stalled)
+        m.dispatch_workers.labels("stalled").set(stalled)
         running = sum(1 for s in slots if not s.suspended)
         m.agents.labels("running").set(running)
         m.agents.labels("suspended").set(len(slots) - running)
@@ -375,9 +431,14 @@ class Node:
     def close(self) -> None:
         self.events.detach()
         self.router.stop()
+        queues = {}
         for slot in list(self.router.agents.values()):
-            if slot.instance is not None:
-                slot.instance.shutdown()
+            with slot.lock:  # a worker still inside a message finishes it first
+                if slot.instance is not None:
+                    slot.instance.shutdown()
+                    slot.instance = None
+                queues[slot.id] = [msg for msg, _ in slot.queue]
+        self.store.requeue(queues)
         self.store.close()
         self.engine.close()
 

@@ -7,18 +7,30 @@ journal thread and committed every few milliseconds, so the hot path never waits
 on disk. A message accepted and delivered within one batch costs no write at all.
 What the journal has not committed when the process is killed is lost; a
 graceful stop flushes it (delivery is at-most-once by default, docs/delivery.md).
+At-most-once holds across a crash because a worker `claim`s its batch before
+the agent sees it: a claimed message that was already committed is deleted
+durably first, so it cannot come back after a kill -9.
+
+Everything that grows with traffic is bounded: dead letters per agent (count,
+rate and age), conversations (by count), and modules on disk (only deployed ones).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from caxton_node.messages import Message
+from caxton_node.ratelimit import TokenBucket
+
+log = logging.getLogger("caxton.store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS agents (
@@ -41,7 +53,9 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     msg_id TEXT NOT NULL,
     reason TEXT NOT NULL,
     body TEXT NOT NULL,
-    ts_ms INTEGER NOT NULL
+    ts_ms INTEGER NOT NULL,
+    owner TEXT NOT NULL DEFAULT '',
+    at_ms INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS conversations (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -50,9 +64,17 @@ CREATE TABLE IF NOT EXISTS conversations (
 );
 CREATE INDEX IF NOT EXISTS conversations_id ON conversations (conversation_id);
 """
+# After the columns a data directory from an earlier version lacks have been added.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS dead_letters_owner ON dead_letters (owner, seq);
+CREATE INDEX IF NOT EXISTS dead_letters_at ON dead_letters (at_ms);
+"""
 
 FLUSH_INTERVAL = 0.01
 CONVERSATION_RETENTION = 200_000  # rows kept for `trace`; older ones are pruned
+DEAD_LETTERS_PER_AGENT = 1000
+DEAD_LETTER_MAX_AGE = 7 * 86400.0
+AGE_PRUNE_INTERVAL = 60.0
 
 
 @dataclass(frozen=True)
@@ -76,7 +98,9 @@ def message_from_json(body: str) -> Message:
 
 
 class Store:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, dead_letters_per_agent: int = DEAD_LETTERS_PER_AGENT,
+                 dead_letter_max_age: float = DEAD_LETTER_MAX_AGE,
+                 on_discarded: Callable[[str, int], None] | None = None) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.modules_dir = data_dir / "modules"
         self.modules_dir.mkdir(exist_ok=True)
@@ -85,18 +109,37 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._migrate()
+        self._db.executescript(INDEXES)
         self._db_lock = threading.Lock()
+        # Dead letters: at most `dead_letters_per_agent` rows per agent, none older than the max
+        # age. A flood of sends is cut at the source too: what an agent sends may be recorded in a
+        # burst of that many and then that many per minute; the rest is counted (`on_discarded`).
+        self.dead_letters_per_agent = dead_letters_per_agent
+        self.dead_letter_max_age = dead_letter_max_age
+        self._on_discarded = on_discarded or (lambda _why, _n: None)
+        self._dead_rates: dict[str, TokenBucket] = {}
+        self._age_pruned_at = 0.0
         # Journal state: pending writes, guarded by _pending_lock.
         self._pending_lock = threading.Lock()
         self._enqueued: dict[str, tuple[str, str]] = {}
         self._delivered: list[str] = []
-        self._dead: list[tuple[str, str, str, int]] = []
+        self._dead: list[tuple[str, str, str, int, str, int]] = []
         self._conversation: list[tuple[str, str]] = []
+        # One flush at a time, from swapping the pending writes out to the commit, so batches
+        # reach the database in the order they were taken (an insert never follows its delete).
+        self._flush_lock = threading.Lock()
         self._seq = self._max_queue_seq()
         self._stop = threading.Event()
         self._flushed = threading.Condition()
         self._journal = threading.Thread(target=self._run_journal, name="store-journal", daemon=True)
         self._journal.start()
+
+    def _migrate(self) -> None:
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(dead_letters)")}
+        for column in ("owner TEXT NOT NULL DEFAULT ''", "at_ms INTEGER NOT NULL DEFAULT 0"):
+            if column.split()[0] not in columns:
+                self._db.execute(f"ALTER TABLE dead_letters ADD COLUMN {column}")
 
     def _max_queue_seq(self) -> int:
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM queue").fetchone()
@@ -113,6 +156,16 @@ class Store:
 
     def load_module(self, sha256: str) -> bytes:
         return (self.modules_dir / f"{sha256}.wasm").read_bytes()
+
+    def prune_modules(self, keep: Iterable[str]) -> int:
+        """Deletes stored modules no deployed agent uses; returns how many went."""
+        wanted = {f"{sha}.wasm" for sha in keep}
+        removed = 0
+        for path in self.modules_dir.iterdir():
+            if path.name not in wanted:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def save_agent(self, record: AgentRecord) -> None:
         with self._db_lock:
@@ -148,11 +201,39 @@ class Store:
             if self._enqueued.pop(msg_id, None) is None:
                 self._delivered.append(msg_id)
 
-    def dead_letter(self, msg: Message, reason: str) -> None:
+    def claim(self, msg_ids: list[str]) -> None:
+        """At-most-once: makes "handled" durable for these messages before an agent sees them.
+        Messages still in the journal's pending batch are simply never written; if any was
+        already committed (or is being committed), its deletion is committed before returning."""
+        committed = False
+        with self._pending_lock:
+            for msg_id in msg_ids:
+                if self._enqueued.pop(msg_id, None) is None:
+                    self._delivered.append(msg_id)
+                    committed = True
+        if committed:
+            self.flush()
+
+    def dead_letter(self, msg: Message, reason: str, owner: str, *, rate_limited: bool = False) -> None:
+        """Records `msg` as undeliverable, charged to `owner` (the local agent it concerns).
+        `rate_limited` for what an agent sends: one message in may make it send any number."""
         with self._pending_lock:
             self._enqueued.pop(msg.id, None)
             self._delivered.append(msg.id)
-            self._dead.append((msg.id, reason, msg.encode().decode(), msg.ts_ms))
+            if rate_limited and not self._within_rate(owner):
+                self._on_discarded("rate", 1)
+                return
+            self._dead.append((msg.id, reason, msg.encode().decode(), msg.ts_ms, owner,
+                               int(time.time() * 1000)))
+
+    def _within_rate(self, owner: str) -> bool:
+        bucket = self._dead_rates.get(owner)
+        if bucket is None:
+            limit = self.dead_letters_per_agent
+            bucket = self._dead_rates[owner] = TokenBucket(limit / 60.0, limit)
+            if len(self._dead_rates) > 10_000:  # owners from clients and peers come and go
+                self._dead_rates.pop(next(iter(self._dead_rates)))
+        return bucket.take()
 
     def conversation(self, msg: Message) -> None:
         with self._pending_lock:
@@ -164,26 +245,43 @@ class Store:
         self.flush()
 
     def flush(self) -> None:
+        with self._flush_lock:
+            self._flush()
+        with self._flushed:
+            self._flushed.notify_all()
+
+    def _flush(self) -> None:
         with self._pending_lock:
             enqueued, self._enqueued = self._enqueued, {}
             delivered, self._delivered = self._delivered, []
             dead, self._dead = self._dead, []
             conversation, self._conversation = self._conversation, []
-        if not (enqueued or delivered or dead or conversation):
-            with self._flushed:
-                self._flushed.notify_all()
+        now = time.monotonic()
+        prune_by_age = now - self._age_pruned_at >= min(AGE_PRUNE_INTERVAL, self.dead_letter_max_age / 2)
+        if not (enqueued or delivered or dead or conversation or prune_by_age):
             return
         rows = []
         for msg_id, (receiver, body) in enqueued.items():
             self._seq += 1
             rows.append((msg_id, receiver, body, self._seq))
+        discarded = {"count": 0, "age": 0}
         with self._db_lock:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO queue VALUES (?, ?, ?, ?)", rows)
             self._db.executemany("DELETE FROM queue WHERE msg_id = ?", [(m,) for m in delivered])
             self._db.executemany(
-                "INSERT INTO dead_letters (msg_id, reason, body, ts_ms) VALUES (?, ?, ?, ?)", dead
+                "INSERT INTO dead_letters (msg_id, reason, body, ts_ms, owner, at_ms) VALUES (?, ?, ?, ?, ?, ?)", dead
             )
+            for owner in {row[4] for row in dead}:
+                discarded["count"] += self._db.execute(
+                    "DELETE FROM dead_letters WHERE owner = ? AND seq <= (SELECT seq FROM dead_letters "
+                    "WHERE owner = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                    (owner, owner, self.dead_letters_per_agent),
+                ).rowcount
+            if prune_by_age:
+                self._age_pruned_at = now
+                cutoff = int((time.time() - self.dead_letter_max_age) * 1000)
+                discarded["age"] = self._db.execute("DELETE FROM dead_letters WHERE at_ms < ?", (cutoff,)).rowcount
             self._db.executemany("INSERT INTO conversations (conversation_id, body) VALUES (?, ?)", conversation)
             if conversation:
                 self._db.execute(
@@ -191,8 +289,25 @@ class Store:
                     (CONVERSATION_RETENTION,),
                 )
             self._db.execute("COMMIT")
-        with self._flushed:
-            self._flushed.notify_all()
+        for why, n in discarded.items():
+            if n > 0:
+                self._on_discarded(why, n)
+
+    def requeue(self, queues: dict[str, list[Message]]) -> None:
+        """Makes each agent's durable queue exactly `queues[agent]`, in order (graceful stop:
+        messages claimed but not handled, when a batch was cut short, are kept again)."""
+        with self._flush_lock:
+            self._flush()
+            with self._db_lock:
+                self._db.execute("BEGIN")
+                for receiver, messages in queues.items():
+                    self._db.execute("DELETE FROM queue WHERE receiver = ?", (receiver,))
+                    rows = []
+                    for msg in messages:
+                        self._seq += 1
+                        rows.append((msg.id, receiver, msg.encode().decode(), self._seq))
+                    self._db.executemany("INSERT OR REPLACE INTO queue VALUES (?, ?, ?, ?)", rows)
+                self._db.execute("COMMIT")
 
     def queued_messages(self) -> list[Message]:
         """Undelivered messages in the order they were accepted (for restart)."""
@@ -205,9 +320,10 @@ class Store:
         self.flush()
         with self._db_lock:
             rows = self._db.execute(
-                "SELECT msg_id, reason, body, ts_ms FROM dead_letters ORDER BY seq DESC LIMIT ?", (limit,)
+                "SELECT msg_id, reason, body, ts_ms, owner FROM dead_letters ORDER BY seq DESC LIMIT ?", (limit,)
             ).fetchall()
-        return [{"id": r[0], "reason": r[1], "message": json.loads(r[2]), "ts_ms": r[3]} for r in rows]
+        return [{"id": r[0], "reason": r[1], "message": json.loads(r[2]), "ts_ms": r[3], "agent": r[4]}
+                for r in rows]
 
     def dead_letter_count(self) -> int:
         with self._db_lock:

@@ -15,6 +15,8 @@ from tests.support.waiting import wait_for
 
 
 def deploy(client: httpx.Client, agent_id: str, wasm: bytes, **limits: Any) -> httpx.Response:
+    # Deadlines are wall-clock: the 10 ms default would be a timing threshold on a busy test machine.
+    limits.setdefault("deadline", "1s")
     return client.post("/v1/agents", json={
         "id": agent_id, "wasm": base64.b64encode(wasm).decode(), "limits": limits,
     })

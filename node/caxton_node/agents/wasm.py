@@ -2,10 +2,13 @@
 
 Limits are hard: a per-message deadline through epoch interruption (a ticker
 thread advances the epoch; Wasm calls release the GIL so it keeps ticking), an
-optional fuel budget per message, and a memory cap through store limits. Memory
-reservations are kept small so ten thousand agents fit in virtual memory.
-Compiled modules are cached on disk keyed by wasmtime version and module sha256:
-deserializing is ~40x cheaper than compiling.
+optional fuel budget per message, and store limits on memory, tables and
+instances. The one WASI call that can block, `poll_oneoff` (a sleep), is the
+node's own: its wait counts against the deadline and is cut off there, since
+epoch interruption cannot reach into a host call. Memory reservations are kept
+small so ten thousand agents fit in virtual memory. Compiled modules are cached
+on disk keyed by wasmtime version and module sha256 (deserializing is ~40x
+cheaper than compiling); the node prunes the cache to the deployed modules.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +38,15 @@ HOST_IMPORTS = {"send_message", "log", "now_ms"}
 WASI_MODULE = "wasi_snapshot_preview1"
 REQUIRED_EXPORTS = ("memory", "caxton_alloc", "handle_message")
 EPOCH_TICK = 0.001  # seconds per epoch tick: deadlines have millisecond resolution
+TABLE_ELEMENTS = 100_000  # per table; with TABLES, at most ~3 MiB of tables per agent
+TABLES = 4
+INSTANCES = 2
+MEMORIES = 1
+# WASI preview 1 errno values and the layout of poll_oneoff's subscriptions and events.
+ERRNO_BADF, ERRNO_FAULT, ERRNO_INVAL, ERRNO_NOTSUP = 8, 21, 28, 58
+_SUBSCRIPTION = struct.Struct("<QB7xI4xQQH6x")  # userdata, tag, clock id | fd, timeout, precision, flags
+_EVENT = struct.Struct("<QHB5xQH6x")  # userdata, error, type, nbytes, flags
+_ABSTIME = 1
 
 
 class AgentError(RuntimeError):
@@ -62,9 +75,36 @@ class HostCalls:
 _NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _env: None)
 
 
+def _keeping_gil(library: ctypes.PyDLL, name: str, restype: Any, argtypes: list[Any]) -> Any:
+    """A native function called without releasing the GIL. For the short calls made while a
+    deadline runs: each release lets another thread take the GIL, and getting it back (up to
+    a switch interval, 5 ms, per waiting thread) would count against the agent's deadline."""
+    func = getattr(library, name)
+    func.restype, func.argtypes = restype, argtypes
+    return func
+
+
+_WASMTIME = ctypes.PyDLL(ffi.dll._name)
+_CONTEXT, _MEMORY = ctypes.POINTER(ffi.wasmtime_context_t), ctypes.POINTER(ffi.wasmtime_memory_t)
+_increment_epoch = _keeping_gil(_WASMTIME, "wasmtime_engine_increment_epoch", None, [ctypes.c_void_p])
+_set_epoch_deadline = _keeping_gil(_WASMTIME, "wasmtime_context_set_epoch_deadline", None,
+                                   [_CONTEXT, ctypes.c_uint64])
+_caller_context = _keeping_gil(_WASMTIME, "wasmtime_caller_context", _CONTEXT,
+                               [ctypes.POINTER(ffi.wasmtime_caller_t)])
+_memory_data = _keeping_gil(_WASMTIME, "wasmtime_memory_data", ctypes.c_void_p, [_CONTEXT, _MEMORY])
+_memory_data_size = _keeping_gil(_WASMTIME, "wasmtime_memory_data_size", ctypes.c_size_t, [_CONTEXT, _MEMORY])
+_memmove = _keeping_gil(ctypes.PyDLL(None), "memmove", ctypes.c_void_p,
+                        [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t])
+
+
 class _Current(threading.local):
     host: HostCalls | None = None
     memory: wasmtime.Memory | None = None
+    deadline_at = 0.0  # time.monotonic() when the call running on this thread must end
+
+
+class _DeadlineExceeded(Exception):
+    """Raised inside a host call that would outlive the deadline; it becomes an interrupt trap."""
 
 
 class WasmEngine:
@@ -88,14 +128,27 @@ class WasmEngine:
         self._callbacks: list[Any] = []
         self.linker = wasmtime.Linker(self.engine)
         self.linker.define_wasi()
+        self.linker.allow_shadowing = True  # poll_oneoff is ours (see _define_host_functions)
         self._define_host_functions()
+        self.linker.allow_shadowing = False
         self._stopped = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="wasm-epoch", daemon=True)
         self._ticker.start()
 
     def _tick(self) -> None:
+        """Advances the epoch, the clock deadlines are measured on, by the wall-clock time passed.
+
+        The loop needs the CPU and the GIL; an agent busy in host calls can hold the GIL for a
+        switch interval (5 ms) at a time, and a loop that ticked once per wake-up would then
+        stretch every deadline several times over (a 5 s loop ran for over 20 s in the soak test).
+        It catches up on the ticks it missed instead, through a call that keeps the GIL."""
+        engine = ctypes.cast(self.engine.ptr(), ctypes.c_void_p)
+        started, ticks = time.monotonic(), 0
         while not self._stopped.wait(EPOCH_TICK):
-            self.engine.increment_epoch()
+            due = int((time.monotonic() - started) / EPOCH_TICK)
+            for _ in range(min(due - ticks, 60_000)):
+                _increment_epoch(engine)
+            ticks = max(ticks, due)
 
     def close(self) -> None:
         self._stopped.set()
@@ -114,17 +167,21 @@ class WasmEngine:
         current = self._current
         max_bytes = self.max_message_bytes
 
-        def guest_bytes(caller: Any, ptr: int, length: int) -> bytes | None:
+        def guest_span(caller: Any, ptr: int, length: int) -> int | None:
+            """The host address of guest bytes [ptr, ptr + length), or None if out of bounds."""
             memory = current.memory
             if memory is None:
                 return None
-            context = ffi.wasmtime_caller_context(caller)
-            size = ffi.wasmtime_memory_data_size(context, ctypes.byref(memory._memory))
+            context = _caller_context(caller)
+            size = _memory_data_size(context, ctypes.byref(memory._memory))
             ptr &= 0xFFFFFFFF
             if length < 0 or ptr + length > size:
                 return None
-            base = ctypes.cast(ffi.wasmtime_memory_data(context, ctypes.byref(memory._memory)), ctypes.c_void_p)
-            return ctypes.string_at((base.value or 0) + ptr, length)
+            return int(_memory_data(context, ctypes.byref(memory._memory)) or 0) + ptr
+
+        def guest_bytes(caller: Any, ptr: int, length: int) -> bytes | None:
+            address = guest_span(caller, ptr, length)
+            return None if address is None else ctypes.string_at(address, length)
 
         def send_message(_env: Any, caller: Any, args: Any, _n: int) -> int:
             try:
@@ -159,14 +216,69 @@ class WasmEngine:
             args[0].i64 = int(time.time() * 1000)
             return 0
 
-        for name, ty, func in (
-            ("send_message", wasmtime.FuncType([i32, i32], [i32]), send_message),
-            ("log", wasmtime.FuncType([i32, i32, i32], []), log_message),
-            ("now_ms", wasmtime.FuncType([], [i64]), now_ms),
+        def poll_oneoff(_env: Any, caller: Any, args: Any, _n: int) -> int:
+            try:
+                result = _poll_oneoff(caller, args[0].i32, args[1].i32, args[2].i32, args[3].i32)
+            except _DeadlineExceeded:
+                trap = ffi.wasmtime_trap_new_code(wasmtime.TrapCode.INTERRUPT.value)
+                return ctypes.cast(trap, ctypes.c_void_p).value or 0
+            except Exception:
+                log.exception("poll_oneoff failed")
+                result = ERRNO_INVAL
+            args[0].i32 = result
+            return 0
+
+        def _poll_oneoff(caller: Any, subs_ptr: int, events_ptr: int, count: int, nevents_ptr: int) -> int:
+            """WASI poll_oneoff: fd subscriptions are ready at once (nothing is open but empty
+            stdio); clock subscriptions sleep, but never past the deadline of the running call."""
+            if count <= 0 or count > 1024:
+                return ERRNO_INVAL
+            raw = guest_bytes(caller, subs_ptr, count * _SUBSCRIPTION.size)
+            if raw is None:
+                return ERRNO_FAULT
+            ready: list[bytes] = []
+            clocks: list[tuple[float, int]] = []  # (seconds from now, userdata)
+            for fields in _SUBSCRIPTION.iter_unpack(raw):
+                userdata, tag, ident, timeout, _precision, flags = fields
+                if tag == 0:
+                    if ident not in (0, 1) or (flags & _ABSTIME and ident != 0):
+                        # cputime clocks, and absolute monotonic time (its origin is wasmtime's own)
+                        ready.append(_EVENT.pack(userdata, ERRNO_NOTSUP, tag, 0, 0))
+                    elif flags & _ABSTIME:
+                        clocks.append((timeout / 1e9 - time.time(), userdata))
+                    else:
+                        clocks.append((timeout / 1e9, userdata))
+                elif tag in (1, 2):
+                    ready.append(_EVENT.pack(userdata, 0 if ident <= 2 else ERRNO_BADF, tag, 0, 0))
+                else:
+                    return ERRNO_INVAL
+            if not ready:
+                wait = max(0.0, min(seconds for seconds, _ in clocks))
+                remaining = current.deadline_at - time.monotonic()
+                if wait > remaining:
+                    time.sleep(max(0.0, remaining))  # releases the GIL: the other agents run on
+                    raise _DeadlineExceeded
+                time.sleep(wait)
+                ready = [_EVENT.pack(userdata, 0, 0, 0, 0) for seconds, userdata in clocks if seconds <= wait]
+            out = guest_span(caller, events_ptr, len(ready) * _EVENT.size)
+            counter = guest_span(caller, nevents_ptr, 4)
+            if out is None or counter is None:
+                return ERRNO_FAULT
+            data = b"".join(ready)
+            _memmove(out, data, len(data))
+            _memmove(counter, struct.pack("<I", len(ready)), 4)
+            return 0
+
+        for module, name, ty, func in (
+            (ABI_MODULE, "send_message", wasmtime.FuncType([i32, i32], [i32]), send_message),
+            (ABI_MODULE, "log", wasmtime.FuncType([i32, i32, i32], []), log_message),
+            (ABI_MODULE, "now_ms", wasmtime.FuncType([], [i64]), now_ms),
+            # Replaces WASI's own, whose sleep the epoch deadline cannot interrupt.
+            (WASI_MODULE, "poll_oneoff", wasmtime.FuncType([i32, i32, i32, i32], [i32]), poll_oneoff),
         ):
             callback = ffi.wasmtime_func_unchecked_callback_t(func)
             self._callbacks.append(callback)  # ctypes callbacks must outlive the linker
-            module_bytes, name_bytes = ABI_MODULE.encode(), name.encode()
+            module_bytes, name_bytes = module.encode(), name.encode()
             error = ffi.wasmtime_linker_define_func_unchecked(
                 self.linker.ptr(), ctypes.create_string_buffer(module_bytes), len(module_bytes),
                 ctypes.create_string_buffer(name_bytes), len(name_bytes), ty.ptr(), callback, None, _NO_FINALIZER,
@@ -206,6 +318,20 @@ class WasmEngine:
         with self._lock:
             self._pre[sha] = pre
         return sha, pre
+
+    def prune(self, keep: set[str]) -> int:
+        """Forgets compiled modules no deployed agent uses, in memory and in the disk cache
+        (entries of other wasmtime versions included); returns how many files went."""
+        with self._lock:
+            for sha in [sha for sha in self._pre if sha not in keep]:
+                del self._pre[sha]
+        wanted = {f"{WASMTIME_VERSION}-{sha}.cwasm" for sha in keep}
+        removed = 0
+        for path in self.cache_dir.iterdir():
+            if path.name not in wanted:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def instantiate(self, pre: wasmtime.InstancePre, limits: Limits, host: HostCalls) -> AgentInstance:
         return AgentInstance(self, pre, limits, host)
@@ -268,7 +394,8 @@ class AgentInstance:
         self.limits = limits
         self.host = host
         self.store = wasmtime.Store(engine.engine)
-        self.store.set_limits(memory_size=limits.memory_bytes, instances=2, tables=4, memories=1)
+        self.store.set_limits(memory_size=limits.memory_bytes, table_elements=TABLE_ELEMENTS,
+                              instances=INSTANCES, tables=TABLES, memories=MEMORIES)
         self.store.set_wasi(wasmtime.WasiConfig())
         self._deadline_ticks = max(1, round(limits.deadline_seconds / EPOCH_TICK))
         # Fuel is metered engine-wide; an agent without a budget gets a practically endless one.
@@ -298,10 +425,14 @@ class AgentInstance:
             if isinstance(func, wasmtime.Func):
                 self._call_plain(func)
 
-    def _arm(self) -> None:
-        self.store.set_epoch_deadline(self._deadline_ticks)
+    def _arm(self) -> float:
+        """Starts the deadline (and refills the fuel); returns when it started (time.monotonic())."""
         if self.limits.fuel is not None:
             self.store.set_fuel(self.limits.fuel)
+        started = time.monotonic()
+        _set_epoch_deadline(self.store._context(), self._deadline_ticks)
+        self.engine._current.deadline_at = started + self.limits.deadline_seconds
+        return started
 
     def _enter(self) -> None:
         current = self.engine._current
@@ -317,17 +448,19 @@ class AgentInstance:
             raise AgentError("init_failed", f"agent_init trapped: {describe_trap(err)}") from None
 
     def handle(self, message: bytes) -> int:
-        """Delivers one encoded message; raises wasmtime.Trap on deadline, fuel or fault."""
-        self._arm()
+        """Delivers one encoded message; raises wasmtime.Trap on deadline, fuel or fault.
+        caxton_alloc and handle_message share the deadline: handle_message gets what is left."""
+        started = self._arm()
         self._enter()
         n = len(message)
         ptr = self._alloc(n) & 0xFFFFFFFF
         # Memory may have moved if caxton_alloc grew it: look the base up after the call.
         context, memory = self.store._context(), ctypes.byref(self.memory._memory)
-        if ptr == 0 or ptr + n > ffi.wasmtime_memory_data_size(context, memory):
+        if ptr == 0 or ptr + n > _memory_data_size(context, memory):
             raise AgentError("alloc_failed", f"caxton_alloc({n}) returned an invalid pointer {ptr}")
-        base = ctypes.cast(ffi.wasmtime_memory_data(context, memory), ctypes.c_void_p).value or 0
-        ctypes.memmove(base + ptr, message, n)
+        _memmove(int(_memory_data(context, memory) or 0) + ptr, message, n)
+        spent = round((time.monotonic() - started) / EPOCH_TICK)
+        _set_epoch_deadline(context, max(1, self._deadline_ticks - spent))
         return self._handle(ptr, n)
 
     def memory_bytes(self) -> int:
@@ -360,5 +493,12 @@ def describe_trap(err: wasmtime.Trap | wasmtime.WasmtimeError) -> str:
     if code == wasmtime.TrapCode.OUT_OF_FUEL:
         return "fuel exhausted"
     if code is not None:
-        return f"{code.name.lower().replace('_', ' ')}: {_first_line(err)}"
-    return _first_line(err)
+        return f"{code.name.lower().replace('_', ' ')}: {_cause(err)}"
+    return _cause(err)
+
+
+def _cause(err: Exception) -> str:
+    """The line that says what happened: wasmtime puts it after the backtrace, under "Caused by"."""
+    text = str(err).strip()
+    _, found, cause = text.partition("Caused by:")
+    return cause.strip().splitlines()[0].strip() if found and cause.strip() else _first_line(err)
