@@ -116,7 +116,7 @@ def create_app(node: Node, token: str | None) -> Edge:
     @app.get("/readyz", response_model=models.Probe,
              responses={503: {"model": models.Probe, "description": "the dispatcher has stopped"}})
     async def readyz() -> JSONResponse:
-        ready = node.router._thread.is_alive()
+        ready = node.router.dispatching
         return EdgeJSONResponse({"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503)
 
     # -- agents ---------------------------------------------------------------------------

@@ -128,6 +128,11 @@ class Router:
         self._thread = threading.Thread(target=self._watch, name="dispatcher", daemon=True)
         self._thread.start()
 
+    @property
+    def dispatching(self) -> bool:
+        """Whether the dispatcher (its watchdog, which keeps the workers staffed) still runs."""
+        return self._thread.is_alive()
+
     # -- accepting messages -------------------------------------------------------
 
     def route(self, msg: Message, *, from_agent: bool = False, accepted_at: float | None = None) -> str:
