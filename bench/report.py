@@ -14,7 +14,9 @@ def meets(value: float, op: str, target: float) -> bool:
     return value <= target if op == "<=" else value >= target
 
 
-def report(figures: dict[str, float], targets: Targets, json_path: Path | None = None) -> None:
+def report(figures: dict[str, float], targets: Targets, json_path: Path | None = None, *,
+           settings: list[str] | None = None) -> None:
+    """Prints the table, then the settings the comparisons hold equal (also written to the JSON)."""
     rows = []
     for name, value in figures.items():
         if name in targets:
@@ -26,10 +28,15 @@ def report(figures: dict[str, float], targets: Targets, json_path: Path | None =
     print(f"{'FIGURE':{width}}  {'VALUE':>14}  {'TARGET':>12}  MET")
     for name, shown, target_text, met in rows:
         print(f"{name:{width}}  {shown:>14}  {target_text:>12}  {met}")
+    if settings:
+        print("held equal:")
+        for line in settings:
+            print(f"  - {line}")
     if json_path is not None:
         json_path.write_text(json.dumps({
             "figures": figures,
             "targets": {k: {"op": op, "value": v} for k, (op, v) in targets.items()},
+            "settings": settings or [],
             "python": sys.version.split()[0],
             "machine": platform.machine(),
         }, indent=2))
