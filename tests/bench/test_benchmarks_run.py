@@ -54,6 +54,13 @@ def test_cluster_benchmark_produces_its_figures_and_the_references(tmp_path: Pat
     assert "held equal:" in result.stdout
 
 
+def test_operator_benchmark_measures_clusters_on_the_crd_defaults() -> None:
+    from bench.operator import cluster_cr
+
+    spec = cluster_cr("demo", 3)["spec"]
+    assert set(spec) == {"replicas", "version", "storage"}, "anything else would not be what a user gets"
+
+
 def test_operator_benchmark_produces_its_figures(crds: ClusterUnderTest, tmp_path: Path) -> None:
     if not crds.has_process_kubelet:
         pytest.skip("installs the operator image, which only the process kubelet runs without a registry")
