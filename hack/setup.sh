@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 log() { printf '==> %s\n' "$*" >&2; }
 
 need_apt=()
-for tool in cc:gcc unshare:util-linux nsenter:util-linux iptables:iptables promtool:prometheus zsh:zsh; do
+# serf and nats-server: the references bench/cluster.py compares against (its test runs them).
+for tool in cc:gcc unshare:util-linux nsenter:util-linux iptables:iptables promtool:prometheus zsh:zsh serf:serf \
+    nats-server:nats-server; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool##*:}")
 done
 if ((${#need_apt[@]})); then
@@ -28,11 +30,12 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   python3 -m venv .venv
 fi
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+extras=test,bench  # bench: nats-py, for the NATS side of bench/cluster.py
+stamp=.venv/.installed-$({ cat pyproject.toml; echo "$extras"; } | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  log "installing the project and its test tools into .venv"
+  log "installing the project, its test tools and the benchmark clients into .venv"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test]'
+  .venv/bin/pip install -q -e ".[$extras]"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

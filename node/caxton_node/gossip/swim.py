@@ -9,7 +9,10 @@ list); without an ack within `probe_timeout`, ask `fanout` others to ping it
 (ping-req); without any ack by the end of the period, suspect it. A suspect
 that does not refute (by gossiping `alive` with a higher incarnation) within the
 suspicion timeout (suspicion_multiplier x log10(n) probe periods, as in
-memberlist) is failed. State changes ride on every packet (piggybacking), each
+memberlist) is failed. With `suspicion_max_multiplier` > 1 the timeout is
+Lifeguard's instead: a fresh suspicion waits that many times longer, shrinking
+to the base timeout as other members independently confirm it (each suspicion
+names who raised it, as memberlist's suspect message does). State changes ride on every packet (piggybacking), each
 retransmitted a bounded number of times, and every `gossip_interval` the
 freshest updates are also pushed to `fanout` random members.
 """
@@ -44,10 +47,14 @@ class Member:
     meta: dict[str, Any] = field(default_factory=dict)
     state_since: float = 0.0
     last_seen: float = 0.0
+    suspected_by: str = ""  # while suspect: the member whose suspicion we pass on
 
     def as_update(self) -> Packet:
-        return {"id": self.id, "addr": list(self.addr), "inc": self.incarnation, "state": int(self.state),
-                "meta": self.meta}
+        update = {"id": self.id, "addr": list(self.addr), "inc": self.incarnation, "state": int(self.state),
+                  "meta": self.meta}
+        if self.state == State.SUSPECT:
+            update["by"] = self.suspected_by
+        return update
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,10 @@ class SwimConfig:
     probe_interval: float = 1.0
     probe_timeout: float = 0.5
     suspicion_multiplier: int = 4
+    # Lifeguard (memberlist's SuspicionMaxTimeoutMult, 6 in Serf): a fresh suspicion waits this many
+    # times the suspicion timeout, down to 1x after suspicion_multiplier - 2 independent confirmations.
+    # 1 keeps the timeout fixed.
+    suspicion_max_multiplier: int = 1
     retransmit_multiplier: int = 4
     max_updates_per_packet: int = 20
     reap_failed_after: float = 3600.0
@@ -106,6 +117,7 @@ class Swim:
         self._next_push_pull = now + config.push_pull_interval
         self._seq = 0
         self._relays: dict[int, _Relay] = {}
+        self._suspectors: dict[str, set[str]] = {}  # suspect id -> members that raised or confirmed it
         self.listeners: list[Listener] = []
         self.probe_rtts: list[float] = []
 
@@ -128,6 +140,23 @@ class Swim:
     def suspicion_timeout(self) -> float:
         n = max(len(self.live_members()), 1)
         return self.config.suspicion_multiplier * max(1.0, math.log10(n)) * self.config.probe_interval
+
+    def suspect_timeout(self, member_id: str) -> float:
+        """How long `member_id`'s suspicion lasts, given the confirmations heard so far."""
+        expected = self.config.suspicion_multiplier - 2
+        if len(self.live_members()) - 2 < expected:
+            expected = 0  # too few members to expect confirmations (memberlist does the same)
+        confirmations = max(len(self._suspectors.get(member_id, ())) - 1, 0)
+        return lifeguard_timeout(self.suspicion_timeout(), self.config.suspicion_max_multiplier, confirmations,
+                                 expected)
+
+    def _confirm(self, member: Member, by: str) -> None:
+        """Another member suspects `member` too: shorten the wait, and pass the confirmation on."""
+        suspectors = self._suspectors.setdefault(member.id, set())
+        if by and by not in suspectors:
+            suspectors.add(by)
+            member.suspected_by = by
+            self._announce(member)
 
     def _announce(self, member: Member) -> None:
         self._updates[member.id] = self._retransmits()
@@ -152,9 +181,14 @@ class Swim:
 
     def _set_state(self, member: Member, state: State, incarnation: int, now: float) -> None:
         previous = member.state if member.id in self.members else None
+        fresh_suspicion = state == State.SUSPECT and (previous != State.SUSPECT or incarnation != member.incarnation)
         member.state = state
         member.incarnation = incarnation
         member.state_since = now
+        if fresh_suspicion:
+            self._suspectors[member.id] = {member.suspected_by}
+        elif state != State.SUSPECT:
+            self._suspectors.pop(member.id, None)
         self._announce(member)
         for listener in self.listeners:
             listener(member, previous)
@@ -194,14 +228,21 @@ class Swim:
         if member is None:
             if incoming_state in (State.FAILED, State.LEFT):
                 return  # never met it; nothing to forget
-            member = Member(member_id, addr, incarnation, incoming_state, dict(update.get("meta") or {}), now, now)
+            member = Member(member_id, addr, incarnation, incoming_state, dict(update.get("meta") or {}), now, now,
+                            suspected_by=str(update.get("by") or ""))
             self.members[member_id] = member
+            if incoming_state == State.SUSPECT:
+                self._suspectors[member_id] = {member.suspected_by}
             self._announce(member)
             for listener in self.listeners:
                 listener(member, None)
             return
         if not _overrides(incoming_state, incarnation, member.state, member.incarnation):
+            if incoming_state == member.state == State.SUSPECT and incarnation == member.incarnation:
+                self._confirm(member, str(update.get("by") or ""))
             return
+        if incoming_state == State.SUSPECT:
+            member.suspected_by = str(update.get("by") or "")
         member.addr = addr
         member.meta = dict(update.get("meta") or member.meta)
         if incoming_state == State.ALIVE:
@@ -325,16 +366,28 @@ class Swim:
         if now - probe.started >= self.config.probe_interval:
             self._probe = None
             if target.state == State.ALIVE:
+                target.suspected_by = self.id
                 self._set_state(target, State.SUSPECT, target.incarnation, now)
+            elif target.state == State.SUSPECT:
+                self._confirm(target, self.id)
 
     def _check_suspects(self, now: float) -> None:
-        timeout = self.suspicion_timeout()
         for member in list(self.members.values()):
-            if member.state == State.SUSPECT and now - member.state_since >= timeout:
+            if member.state == State.SUSPECT and now - member.state_since >= self.suspect_timeout(member.id):
                 self._set_state(member, State.FAILED, member.incarnation, now)
             elif member.state in (State.FAILED, State.LEFT) and \
                     now - member.state_since >= self.config.reap_failed_after:
                 del self.members[member.id]
+
+
+def lifeguard_timeout(base: float, max_multiplier: int, confirmations: int, expected: int) -> float:
+    """Lifeguard's suspicion timeout (memberlist's suspicion.go): from `max_multiplier` x `base`
+    down to `base`, logarithmically in the independent confirmations, reaching it at `expected`."""
+    if max_multiplier <= 1 or expected < 1:
+        return base
+    longest = max_multiplier * base
+    fraction = math.log(confirmations + 1) / math.log(expected + 1)
+    return max(base, longest - fraction * (longest - base))
 
 
 def _overrides(new_state: State, new_inc: int, old_state: State, old_inc: int) -> bool:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 
-from caxton_node.gossip.swim import State, Swim, SwimConfig, _overrides
+import pytest
+from caxton_node.gossip.swim import State, Swim, SwimConfig, _overrides, lifeguard_timeout
 
 CONFIG = SwimConfig(gossip_interval=0.2, fanout=3, probe_interval=1.0, probe_timeout=0.5, suspicion_multiplier=4)
 STEP = 0.05
@@ -13,9 +14,9 @@ STEP = 0.05
 class Network:
     """Delivers packets between Swim instances instantly, except across cut links."""
 
-    def __init__(self, size: int, seed: int = 7) -> None:
+    def __init__(self, size: int, seed: int = 7, config: SwimConfig = CONFIG) -> None:
         self.now = 0.0
-        self.nodes = {f"n{i}": Swim(f"n{i}", ("127.0.0.1", 7000 + i), config=CONFIG, now=0.0,
+        self.nodes = {f"n{i}": Swim(f"n{i}", ("127.0.0.1", 7000 + i), config=config, now=0.0,
                                     rng=random.Random(seed + i)) for i in range(size)}
         self.by_addr = {s.me.addr: s for s in self.nodes.values()}
         self.down: set[str] = set()
@@ -31,9 +32,9 @@ class Network:
             queue += [(dst, a, p) for a, p in dst.receive(packet, self.now)]
 
     @classmethod
-    def formed(cls, size: int) -> Network:
+    def formed(cls, size: int, config: SwimConfig = CONFIG) -> Network:
         """A network whose members have all joined through n0 and converged."""
-        net = cls(size)
+        net = cls(size, config=config)
         net.join_all()
         net.run(2.0)
         return net
@@ -87,6 +88,39 @@ def test_a_dead_member_is_suspected_then_failed_within_the_configured_times() ->
     # Someone probes n3 within one round of probe periods; failure follows the suspicion timeout.
     assert suspected_at <= 2.0 + 5 * CONFIG.probe_interval
     assert failed_at - suspected_at <= timeout + 2 * CONFIG.probe_interval
+
+
+@pytest.mark.parametrize(("max_multiplier", "confirmations", "expected", "timeout"), [
+    (1, 0, 2, 4.0),    # Lifeguard off: the base timeout
+    (6, 0, 0, 4.0),    # too few members to expect confirmations: the base timeout
+    (6, 0, 2, 24.0),   # nobody confirmed yet: the longest wait
+    (6, 1, 2, 24.0 - 20.0 * 0.6309297535714574),  # log(2)/log(3) of the way down
+    (6, 2, 2, 4.0),    # as many confirmations as expected: the base timeout
+    (6, 5, 2, 4.0),    # never below it
+])
+def test_lifeguard_timeout_shrinks_with_confirmations(max_multiplier: int, confirmations: int, expected: int,
+                                                      timeout: float) -> None:
+    assert lifeguard_timeout(4.0, max_multiplier, confirmations, expected) == pytest.approx(timeout)
+
+
+def test_with_lifeguard_other_members_confirm_a_suspicion_and_it_ends_sooner_than_the_longest_wait() -> None:
+    config = SwimConfig(gossip_interval=0.2, fanout=3, probe_interval=1.0, probe_timeout=0.5,
+                        suspicion_multiplier=4, suspicion_max_multiplier=6)
+    net = Network.formed(10, config)
+    net.down.add("n9")
+    suspected_at = None
+    confirmed = False
+    while net.now < 120 and {net.view(n)["n9"] for n in net.nodes if n != "n9"} != {State.FAILED}:
+        net.run(STEP)
+        if suspected_at is None and any(net.view(n)["n9"] == State.SUSPECT for n in net.nodes):
+            suspected_at = net.now
+        confirmed = confirmed or any(len(net.nodes[n]._suspectors.get("n9", ())) > 1 for n in net.nodes)
+    assert suspected_at is not None
+    assert {net.view(n)["n9"] for n in net.nodes if n != "n9"} == {State.FAILED}
+    assert confirmed, "no member heard a second, independent suspicion"
+    base = net.nodes["n0"].suspicion_timeout()
+    # Unconfirmed, the first suspicion would last 6 x base; confirmed, everyone fails n9 well before that.
+    assert net.now - suspected_at < 3 * base
 
 
 def test_a_suspected_live_member_refutes_with_a_higher_incarnation() -> None:
