@@ -21,6 +21,7 @@ most `drain_timeout` for outstanding replies.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import queue
 import threading
@@ -166,10 +167,8 @@ class MessageLoad:
     def _open_mailbox(self, node: str) -> None:
         url = self._endpoints.get(node)
         if url:
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 self._client().get(f"{url}/v1/mailboxes/{self.mailbox(node)}")
-            except httpx.HTTPError:
-                pass
 
     def _pace(self) -> None:
         interval = 1.0 / self.rate
