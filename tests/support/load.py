@@ -22,6 +22,7 @@ most `drain_timeout` for outstanding replies.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import queue
 import threading
@@ -154,7 +155,7 @@ class MessageLoad:
             self._open_mailbox(node)
         self._started = time.monotonic()
         for i in range(self._senders):
-            self._spawn(lambda i=i: self._send_loop(self._work[i]), f"send-{i}")
+            self._spawn(functools.partial(self._send_loop, self._work[i]), f"send-{i}")
         self._spawn(self._pace, "pace")
         self._spawn(self._retry_loop, "retry")
         return self
@@ -285,7 +286,7 @@ class MessageLoad:
     def _record(self, reply: dict[str, Any], mailbox: str) -> None:
         original = reply.get("content")
         try:
-            number = int(original["content"]["n"])
+            number = int(original["content"]["n"])  # type: ignore[index]
         except (TypeError, KeyError, ValueError):
             self._count_error("reply: not one of ours")
             return
