@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from prometheus_client.parser import text_string_to_metric_families
@@ -304,7 +304,7 @@ def _roll(namespace: str, name: str, logger: logging.Logger) -> None:
             logger.info("%s: %s", name, action)
             actor.do(action)
         for event in decision.events:
-            kopf.event(kopf.Body(upgrade), type=event.type, reason=event.reason, message=event.message)
+            kopf.event(kopf.Body(cast("kopf.RawBody", upgrade)), type=event.type, reason=event.reason, message=event.message)
         _record_phase(namespace, name, names.cluster, after.get("phase", "Pending"))
         moved = (before.get("phase"), before.get("step")) != (after.get("phase"), after.get("step"))
         if not moved:
