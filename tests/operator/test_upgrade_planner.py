@@ -446,3 +446,14 @@ def test_progress_and_eta_follow_the_pods() -> None:
     decision = plan(ME, spec(), status("Rolling", batch=[]), world(pods({3, 4}), partition=3))
     assert decision.status["progress"] == "2/5"
     assert decision.status["eta"] > iso(NOW)
+
+
+def test_a_rollback_asked_for_while_paused_starts_when_resumed() -> None:
+    paused = plan(ME, spec(paused=True), status("Rolling", batch=[]), world(pods({4}), partition=4))
+    asked = world(pods({4}), partition=4, requests=frozenset({"rollback"}))
+    still = plan(ME, spec(paused=True), paused.status, asked)
+    assert still.status["phase"] == "Paused" and still.actions == []
+    resumed = plan(ME, spec(), still.status, asked)
+    assert resumed.status["phase"] == "Rolling"
+    rolled = plan(ME, spec(), resumed.status, asked)
+    assert rolled.status["phase"] == "RollingBack" and rolled.actions == [SetTemplate("1.2.0", "", 5)]

@@ -7,7 +7,9 @@ is sent at-least-once (resent through another node when no reply came back withi
 way a client behind a load balancer would. Replies come back to one mailbox per
 entry node, read with long polls. The report gives the figures:
 
-- lost: numbered messages never answered, even after the retries, when the run ended;
+- lost: numbered messages sent but never answered, even after the retries, when the run ended;
+- unsent: numbers the client made but had not posted yet when the run ended (the client,
+  not the system, was behind; `rate` counts only what was sent);
 - duplicated: replies beyond the first for a number (at-least-once makes some);
 - reordered: replies in one stream (agent, mailbox) arriving below the highest number
   seen in that stream;
@@ -49,7 +51,8 @@ class _Pending:
 
 @dataclass
 class LoadReport:
-    sent: int
+    sent: int  # numbers posted at least once
+    unsent: int  # numbers made but still waiting for a sender when the run ended (the client was behind)
     attempts: int
     retried: int
     answered: int
@@ -67,7 +70,8 @@ class LoadReport:
         return self.sent / self.seconds if self.seconds else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sent": self.sent, "attempts": self.attempts, "retried": self.retried, "answered": self.answered,
+        return {"sent": self.sent, "unsent": self.unsent,
+                "attempts": self.attempts, "retried": self.retried, "answered": self.answered,
                 "lost": self.lost, "duplicated": self.duplicated, "reordered": self.reordered,
                 "errors": dict(self.errors), "seconds": round(self.seconds, 2), "ratePerSecond": round(self.rate, 1),
                 "p50Ms": round(self.p50_ms, 2), "p99Ms": round(self.p99_ms, 2),
@@ -76,7 +80,7 @@ class LoadReport:
 
 class MessageLoad:
     def __init__(self, endpoints: Endpoints, token: str, agents: list[str], *, rate: float = 200.0,
-                 reply_timeout: float = 5.0, senders: int = 4, name: str = "") -> None:
+                 reply_timeout: float = 5.0, senders: int = 0, name: str = "") -> None:
         if not agents:
             raise ValueError("MessageLoad needs at least one agent")
         self._endpoints_source = endpoints
@@ -85,6 +89,8 @@ class MessageLoad:
         self.rate = rate
         self.reply_timeout = reply_timeout
         self.name = name or f"load-{uuid.uuid4().hex[:6]}"
+        # One sender per agent (up to 16): a slow node holds up only the messages behind it.
+        senders = senders or min(len(self.agents), 16)
         self._senders = senders
         self._lock = threading.Lock()
         self._pending: dict[int, _Pending] = {}
@@ -95,7 +101,8 @@ class MessageLoad:
         self._retried = 0
         self._errors: Counter[str] = Counter()
         self._stream_high: dict[tuple[str, str], int] = {}
-        self._sent = 0
+        self._offered = 0  # numbers made; a number counts as sent once it was first posted
+        self._first_posted: set[int] = set()
         # One queue per sender, chosen by agent: one agent's messages leave in number order, so a
         # reply out of order is the system's doing, not ours.
         self._work: list[queue.Queue[tuple[int, int]]] = [queue.Queue() for _ in range(senders)]
@@ -182,7 +189,7 @@ class MessageLoad:
                 continue
             number += 1
             with self._lock:
-                self._sent = number
+                self._offered = number
             self._enqueue(number, 0)
             next_at += interval
             if now - next_at > 1.0:  # fell behind (the machine is busy): do not burst to catch up
@@ -212,6 +219,7 @@ class MessageLoad:
             if number in self._answered:
                 return
             pending = self._pending.get(number)
+            self._first_posted.add(number)
             if pending is None:
                 self._pending[number] = pending = _Pending(agent, now, now)
             else:
@@ -327,14 +335,16 @@ class MessageLoad:
     def report(self) -> LoadReport:
         with self._lock:
             latencies = sorted(self._answered.values())
-            lost = [n for n in range(1, self._sent + 1) if n not in self._answered]
+            lost = sorted(n for n in self._first_posted if n not in self._answered)
+            unsent = self._offered - len(self._first_posted)
 
             def pct(q: float) -> float:
                 return latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000 if latencies else 0.0
 
             end = self._stopped or time.monotonic()
             return LoadReport(
-                sent=self._sent, attempts=self._attempts, retried=self._retried, answered=len(self._answered),
+                sent=len(self._first_posted), unsent=unsent,
+                attempts=self._attempts, retried=self._retried, answered=len(self._answered),
                 lost=len(lost), duplicated=self._duplicated, reordered=self._reordered, errors=dict(self._errors),
                 seconds=end - self._started if self._started else 0.0, p50_ms=pct(0.5), p99_ms=pct(0.99),
                 lost_numbers=lost,

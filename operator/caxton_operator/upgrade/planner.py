@@ -271,9 +271,9 @@ class _Plan:
         self.s.setdefault("toVersion", self.target)
         if phase in FINISHED or (phase == "Failed" and not holds):
             self.finish_actions()
-        elif "rollback" in world.requests and phase in ACTIVE - {"RollingBack"} | {"Failed", "Paused"} and holds:
+        elif "rollback" in world.requests and phase in ACTIVE - {"RollingBack"} | {"Failed"} and holds \
+                and not self.spec.paused:
             self.start_rollback("RollbackRequested", "rollback requested (caxton.dev/rollback)")
-            self.rolling_back()
         elif "rollback" in world.requests and phase == "Pending":
             self.enter("RolledBack")
             self.wait("RollbackRequested", "rollback requested before the upgrade started: nothing was changed")
