@@ -280,6 +280,11 @@ def test_five_nodes_upgrade_under_load_without_losing_a_message(release: Cluster
                 "BatchUpgraded", "BatchStarted", "BatchUpgraded", "UpgradeSucceeded"]
     assert [r for r in story if r in expected] == expected, story
     assert "caxton.dev/upgrade" not in (cxc["metadata"].get("annotations") or {})
+    # The operator's own metric says where the upgrade is.
+    pod = release.kube.get(f"/api/v1/namespaces/{OPERATOR_NS}/pods")["items"][0]["metadata"]["name"]
+    exported = release.kube.raw("GET", f"/api/v1/namespaces/{OPERATOR_NS}/pods/{pod}:9090/proxy/metrics").text
+    assert (f'caxton_operator_upgrade_phase{{cluster="{name}",namespace="{ns}",phase="Succeeded",'
+            f'upgrade="five-to-1-3"}} 1.0') in exported
 
 
 # -- 2: faulty canaries roll back -----------------------------------------------------------------------------------
@@ -398,6 +403,7 @@ def _paused_case(cluster: ClusterUnderTest, ns: str) -> None:
     waiting = wait_upgrade(cluster, ns, "hold-second", lambda s: s.get("reason") == "WaitingForUpgrade",
                            "the second upgrade to wait", cluster_name=name)
     assert waiting["phase"] == "Pending" and "hold-up" in waiting["message"]
+    assert "WaitingForUpgrade" in cluster.kubectl("get", "cxu", "hold-second", "-n", ns).stdout
     ends = time.monotonic() + 30
     while time.monotonic() < ends:
         assert snapshot() == settled, "a pod changed while the upgrade was paused"
@@ -431,3 +437,69 @@ def test_killed_operator_resumes_and_pause_holds(release: ClusterUnderTest, ns: 
         killed = pool.submit(_killed_operator_case, release, ns)
         killed.result()
         paused.result()
+
+
+# -- 6: every `kubectl caxton cluster upgrade` verb, and rolling-restart ----------------------------------------------
+
+@pytest.mark.timeout(1800)
+def test_kubectl_caxton_upgrade_verbs(release: ClusterUnderTest, ns: str) -> None:
+    name = "cli"
+    make_cluster(release, ns, name, 3, echo=3)
+    where = ("-n", ns, "--cluster", name)
+    assert plugin(release, "cluster", "upgrade", "status", *where).returncode == 4
+    bad = plugin(release, "cluster", "upgrade", "start", "--version", "banana", *where)
+    assert bad.returncode == 2 and "semantic version" in bad.stderr
+
+    started = plugin(release, "cluster", "upgrade", "start", "--version", "v1.3.0", "--canary-duration", "10m",
+                     "--batch-size", "1", *where)
+    assert started.returncode == 0, started.stderr
+    assert "caxtonupgrade/cli-to-1-3-0 created" in started.stdout
+    again = plugin(release, "cluster", "upgrade", "start", "--version", "1.3.0", *where)
+    assert again.returncode == 1 and "already exists" in again.stderr
+    wait_upgrade(release, ns, "cli-to-1-3-0", lambda s: s.get("phase") == "Monitoring", "the canary hold",
+                 cluster_name=name, timeout=300)
+    shown = plugin(release, "cluster", "upgrade", "status", *where)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "PHASE: Monitoring" in lines and "PROGRESS: 1/3 nodes upgraded" in lines, shown.stdout
+    assert any(line.startswith("CANARY: cli-2") for line in lines) and any(line.startswith("ETA: ") for line in lines)
+    gate_lines = {line.split()[0]: line for line in lines if line.split() and line.split()[0] in (
+        "CanaryPodReady", "MembersAlive", "ErrorRate", "P99Latency", "NoCrashes", "GossipConverged")}
+    assert len(gate_lines) == 6 and "Inconclusive" in gate_lines["ErrorRate"], shown.stdout
+    as_json = json.loads(plugin(release, "cluster", "upgrade", "status", *where, "-o", "json").stdout)
+    assert as_json["status"]["phase"] == "Monitoring"
+
+    paused = plugin(release, "cluster", "upgrade", "pause", *where)
+    assert paused.returncode == 0 and "PHASE: Paused (paused in Monitoring)" in paused.stdout, paused.stderr
+    resumed = plugin(release, "cluster", "upgrade", "resume", *where)
+    assert resumed.returncode == 0 and "PHASE: Monitoring" in resumed.stdout, resumed.stderr
+    promoted = plugin(release, "cluster", "upgrade", "promote", *where)
+    assert promoted.returncode == 0, promoted.stderr
+    assert upgrade_status(release, ns, "cli-to-1-3-0")["phase"] not in ("Canary", "Monitoring")
+    rolled = plugin(release, "cluster", "upgrade", "rollback", *where, timeout=900)
+    assert rolled.returncode == 0 and "PHASE: RolledBack" in rolled.stdout, rolled.stderr
+    nothing = plugin(release, "cluster", "upgrade", "rollback", "--name", "cli-to-1-3-0", *where)
+    assert nothing.returncode == 1 and "nothing to roll back" in nothing.stderr
+    assert {p["spec"]["containers"][0]["image"] for p in pods_of(release, ns, name)} == {
+        "ghcr.io/caxton/caxton-node:1.2.0"}
+
+    done = plugin(release, "cluster", "upgrade", "start", "--version", "1.3.0", "--canary-duration", "0s",
+                  "--batch-size", "2", "--name", "cli-again", "--wait", *where, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert "PHASE: Succeeded" in done.stdout and "PROGRESS: 3/3 nodes upgraded" in done.stdout
+    watched = plugin(release, "cluster", "upgrade", "status", "--watch", "--name", "cli-again", *where)
+    assert watched.returncode == 0 and "PHASE: Succeeded" in watched.stdout
+
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods_of(release, ns, name)}
+    restarted = plugin(release, "cluster", "rolling-restart", "--reason", "new node kernel", "--wait", *where,
+                       timeout=900)
+    assert restarted.returncode == 0, restarted.stderr
+    after = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods_of(release, ns, name)}
+    assert set(after) == set(before) and all(after[pod] != before[pod] for pod in before)
+    assert {p["spec"]["containers"][0]["image"] for p in pods_of(release, ns, name)} == {
+        "ghcr.io/caxton/caxton-node:1.3.0"}
+    restart = [u for u in release.kube.get(cxu_path(ns))["items"] if u["spec"].get("restart")]
+    assert len(restart) == 1 and restart[0]["status"]["phase"] == "Succeeded"
+    started_event = next(e for e in events_of(release, ns, "CaxtonUpgrade", restart[0]["metadata"]["name"])
+                         if e["reason"] == "UpgradeStarted")
+    assert "rolling restart" in started_event["message"] and "new node kernel" in started_event["message"]
