@@ -426,6 +426,18 @@ def _paused_case(cluster: ClusterUnderTest, ns: str) -> None:
     assert refused["reason"] == "DowngradeRefused" and "allowDowngrade" in refused["message"]
     assert {p["spec"]["containers"][0]["image"] for p in pods_of(cluster, ns, name)} == {
         "ghcr.io/caxton/caxton-node:1.3.1"}
+    # Editing spec.version goes through the same roller, without the canary hold.
+    with Watcher(cluster, ns, name) as watcher:
+        cluster.kube.patch(cxc_path(ns, name), {"spec": {"version": "1.3.2"}})
+        implicit = wait_upgrade(cluster, ns, "hold-to-1-3-2", lambda s: s.get("phase") in (
+            "Succeeded", "RolledBack", "Failed"), "the implicit upgrade", cluster_name=name, timeout=300)
+    assert implicit["phase"] == "Succeeded", diagnose(cluster, ns, name)
+    made = cluster.kube.get(cxu_path(ns, "hold-to-1-3-2"))
+    assert made["spec"]["canary"]["duration"] == "0s"
+    assert made["metadata"]["ownerReferences"][0]["name"] == name
+    assert all(len(uids) == 2 for uids in watcher.uids.values()), watcher.uids
+    assert {p["spec"]["containers"][0]["image"] for p in pods_of(cluster, ns, name)} == {
+        "ghcr.io/caxton/caxton-node:1.3.2"}
 
 
 @pytest.mark.timeout(1500)
