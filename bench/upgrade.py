@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from caxton_local.kube import Kube
+from caxton_kube import Kube
 
 from bench.report import Targets, report
 from bench.timing import wait_until

@@ -92,8 +92,7 @@ def _upgrade(tree: Tree, cluster: Parsers) -> None:
     start = tree.verb(upgrade, "start", run=f"{run}:start",
                       help="create a CaxtonUpgrade: a canary, then batches, with health gates",
                       examples=["cluster upgrade start --version v1.3.0 --canary-duration 10m --batch-size 2",
-                                "# no canary hold; follow it to the end (exit 1 if it rolls back)
-"
+                                "# no canary hold; follow it to the end (exit 1 if it rolls back)\n"
                                 "cluster upgrade start --version 1.3.0 --canary-duration 0s --wait --timeout 900"])
     start.add_argument("--version", required=True, help="the version to go to, e.g. v1.3.0")
     start.add_argument("--canary-duration", default="10m", help="how long the canary is judged (0s: no hold)")

@@ -304,7 +304,8 @@ def _roll(namespace: str, name: str, logger: logging.Logger) -> None:
             logger.info("%s: %s", name, action)
             actor.do(action)
         for event in decision.events:
-            kopf.event(kopf.Body(cast("kopf.RawBody", upgrade)), type=event.type, reason=event.reason, message=event.message)
+            kopf.event(kopf.Body(cast("kopf.RawBody", upgrade)), type=event.type, reason=event.reason,
+                       message=event.message)
         _record_phase(namespace, name, names.cluster, after.get("phase", "Pending"))
         moved = (before.get("phase"), before.get("step")) != (after.get("phase"), after.get("step"))
         if not moved:
