@@ -171,6 +171,16 @@ def events_of(cluster: ClusterUnderTest, ns: str, kind: str, name: str) -> list[
                                         int(e["metadata"]["resourceVersion"])))
 
 
+def reasons_until(cluster: ClusterUnderTest, ns: str, upgrade: str, last: str, *, kind: str = "") -> list[str]:
+    """The reasons of an upgrade's Events in order, once `last` is among them (Events are
+    posted just after the status they follow)."""
+    def reasons() -> list[str] | None:
+        found = [e["reason"] for e in events_of(cluster, ns, "CaxtonUpgrade", upgrade) if e["type"] == kind or not kind]
+        return found if last in found else None
+
+    return wait_for(reasons, timeout=30, what=f"the {last} Event of {upgrade}")
+
+
 def plugin(cluster: ClusterUnderTest, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """`kubectl caxton ...`, found by kubectl's plugin discovery on PATH."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
@@ -275,7 +285,7 @@ def test_five_nodes_upgrade_under_load_without_losing_a_message(release: Cluster
     assert final["progress"] == "5/5"
     assert {g["name"] for g in final["gates"]} >= {"MembersAlive", "GossipConverged", "NoCrashes"}
     # The Events tell the story in order.
-    story = [e["reason"] for e in events_of(release, ns, "CaxtonUpgrade", "five-to-1-3")]
+    story = reasons_until(release, ns, "five-to-1-3", "UpgradeSucceeded")
     expected = ["UpgradeStarted", "CanaryDrained", "CanaryUpgraded", "CanaryPromoted", "BatchStarted",
                 "BatchUpgraded", "BatchStarted", "BatchUpgraded", "UpgradeSucceeded"]
     assert [r for r in story if r in expected] == expected, story
@@ -314,8 +324,8 @@ def _faulty_canary(cluster: ClusterUnderTest, ns: str, name: str, tag: str, faul
 
     wait_for(back_on_old, timeout=60, what=f"{name}: every pod on 1.2.0, every member alive")
     assert cluster.kube.get(cxc_path(ns, name))["spec"]["version"] == "1.2.0"
-    warnings = [e for e in events_of(cluster, ns, "CaxtonUpgrade", f"{name}-up") if e["type"] == "Warning"]
-    assert [e["reason"] for e in warnings][-1] == "RolledBack"
+    warnings = reasons_until(cluster, ns, f"{name}-up", "RolledBack", kind="Warning")
+    assert warnings.index("RollbackStarted") < warnings.index("RolledBack")
     return final
 
 
@@ -328,6 +338,7 @@ def test_faulty_canaries_roll_back_and_name_the_gate(release: ClusterUnderTest, 
     gate = crashed["failedGates"][0]
     assert gate["name"] == "CanaryPodReady" and "restart" in gate["observed"], crashed["failedGates"]
     assert "crashy-2" in gate["message"]
+    assert "ErrorRate" in [g["name"] for g in missed["failedGates"]], missed["failedGates"]
     rate = next(g for g in missed["failedGates"] if g["name"] == "ErrorRate")
     assert rate["observed"].startswith("100.00%") or float(rate["observed"].split("%")[0]) > 5, rate
     assert rate["threshold"].startswith("<= 5.00%")
@@ -412,7 +423,7 @@ def _paused_case(cluster: ClusterUnderTest, ns: str) -> None:
     final = wait_upgrade(cluster, ns, "hold-up", lambda s: s.get("phase") in ("Succeeded", "RolledBack", "Failed"),
                          "the resumed upgrade to finish", cluster_name=name, timeout=300)
     assert final["phase"] == "Succeeded", diagnose(cluster, ns, name)
-    reasons = [e["reason"] for e in events_of(cluster, ns, "CaxtonUpgrade", "hold-up")]
+    reasons = reasons_until(cluster, ns, "hold-up", "UpgradeSucceeded")
     assert reasons.index("UpgradePaused") < reasons.index("UpgradeResumed") < reasons.index("UpgradeSucceeded")
     # The second one goes once the first has finished.
     second = wait_upgrade(cluster, ns, "hold-second", lambda s: s.get("phase") in ("Succeeded", "RolledBack",
@@ -468,8 +479,8 @@ def test_kubectl_caxton_upgrade_verbs(release: ClusterUnderTest, ns: str) -> Non
     assert "caxtonupgrade/cli-to-1-3-0 created" in started.stdout
     again = plugin(release, "cluster", "upgrade", "start", "--version", "1.3.0", *where)
     assert again.returncode == 1 and "already exists" in again.stderr
-    wait_upgrade(release, ns, "cli-to-1-3-0", lambda s: s.get("phase") == "Monitoring", "the canary hold",
-                 cluster_name=name, timeout=300)
+    wait_upgrade(release, ns, "cli-to-1-3-0", lambda s: s.get("phase") == "Monitoring" and len(
+        s.get("gates") or []) == 6, "the canary hold, judged by every gate", cluster_name=name, timeout=300)
     shown = plugin(release, "cluster", "upgrade", "status", *where)
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()

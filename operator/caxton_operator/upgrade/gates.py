@@ -204,12 +204,16 @@ def no_crashes(world: World, pods: list[PodView], canary: str | None, *, min_mes
     d = delta(sample, world.baseline.get(canary)) if sample is not None else None
     crashes = d.crashes if d else 0.0
     observed = f"{crashes:g} agent crash(es); pod restarts: {', '.join(restarted) or '0'}"
-    if restarted or crashes > 0 or (d is not None and d.reset):
-        return GateResult("NoCrashes", FAILING, observed, threshold,
-                          f"{canary}: {crashes:g} agent crashes, restarts {', '.join(restarted) or 'none'}"
-                          + (" (its counters restarted)" if d is not None and d.reset else ""))
+    failing = GateResult("NoCrashes", FAILING, observed, threshold,
+                         f"{canary}: {crashes:g} agent crashes, restarts {', '.join(restarted) or 'none'}"
+                         + (" (its counters restarted)" if d is not None and d.reset else ""))
+    if restarted or (d is not None and d.reset):  # the node itself went down: decisive at once
+        return failing
     if d is None or d.handled < min_messages:
+        # Agent crashes are judged, like the error rate, over enough messages.
         handled = d.handled if d else 0
         return GateResult("NoCrashes", INCONCLUSIVE, observed, threshold,
                           f"too little data: {handled:g} of {min_messages} messages handled on {canary}")
+    if crashes > 0:
+        return failing
     return GateResult("NoCrashes", PASSING, observed, threshold, "no crash since the canary started")
