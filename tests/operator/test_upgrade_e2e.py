@@ -335,6 +335,8 @@ def test_faulty_canaries_roll_back_and_name_the_gate(release: ClusterUnderTest, 
         crashing = pool.submit(_faulty_canary, release, ns, "crashy", "1.3.0-crash", "crash-at-start")
         slow = pool.submit(_faulty_canary, release, ns, "slowy", "1.3.0-slow", "missed-deadlines")
         crashed, missed = crashing.result(), slow.result()
+    print("crash-looping canary:", json.dumps(crashed["failedGates"]))
+    print("missed-deadlines canary:", json.dumps(missed["failedGates"]))
     gate = crashed["failedGates"][0]
     assert gate["name"] == "CanaryPodReady" and "restart" in gate["observed"], crashed["failedGates"]
     assert "crashy-2" in gate["message"]
