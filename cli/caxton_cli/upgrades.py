@@ -112,7 +112,7 @@ def runbook_lines(upgrade: dict[str, Any]) -> str:
     else:
         lines.append(f"CANARY: {canary}")
     eta = status.get("eta")
-    lines.append(f"ETA: {eta} (in {_until(eta)})" if eta else "ETA: -")
+    lines.append(f"ETA: {_until(eta)} ({eta})" if eta else "ETA: -")
     if status.get("message"):
         lines.append(f"REASON: {status.get('reason', '')}: {status['message']}")
     gates = status.get("gates") or []
@@ -124,8 +124,10 @@ def runbook_lines(upgrade: dict[str, Any]) -> str:
 
 
 def _until(iso: str) -> str:
-    seconds = calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")) - time.time()
-    return f"{max(int(seconds), 0)}s"
+    seconds = max(int(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")) - time.time()), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes = rest // 60
+    return f"{hours}h {minutes}m" if hours else f"{minutes} minutes" if minutes else f"{seconds} seconds"
 
 
 @_api_errors
