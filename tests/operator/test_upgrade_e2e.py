@@ -441,11 +441,13 @@ def _paused_case(cluster: ClusterUnderTest, ns: str) -> None:
         "ghcr.io/caxton/caxton-node:1.3.1"}
     # Editing spec.version goes through the same roller, without the canary hold.
     with Watcher(cluster, ns, name) as watcher:
-        cluster.kube.patch(cxc_path(ns, name), {"spec": {"version": "1.3.2"}})
-        implicit = wait_upgrade(cluster, ns, "hold-to-1-3-2", lambda s: s.get("phase") in (
+        edited = cluster.kube.patch(cxc_path(ns, name), {"spec": {"version": "1.3.2"}})
+        made_name = f"hold-to-1-3-2-g{edited['metadata']['generation']}"
+        implicit = wait_upgrade(cluster, ns, made_name, lambda s: s.get("phase") in (
             "Succeeded", "RolledBack", "Failed"), "the implicit upgrade", cluster_name=name, timeout=300)
     assert implicit["phase"] == "Succeeded", diagnose(cluster, ns, name)
-    made = cluster.kube.get(cxu_path(ns, "hold-to-1-3-2"))
+    made = cluster.kube.get(cxu_path(ns, made_name))
+    assert made["metadata"]["labels"]["caxton.dev/implicit"] == "true"
     assert made["spec"]["canary"]["duration"] == "0s"
     assert made["metadata"]["ownerReferences"][0]["name"] == name
     assert all(len(uids) == 2 for uids in watcher.uids.values()), watcher.uids

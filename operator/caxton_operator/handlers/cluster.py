@@ -168,7 +168,9 @@ def _roll_version(body: kopf.Body, spec: CaxtonClusterSpec, names: Names, runnin
     holder = marks.annotations_of(body).get(marks.UPGRADE, "")
     if holder and upgrade_active(names.namespace, holder):
         return  # that upgrade sets spec.version when it is done
-    upgrade_name = f"{names.cluster}-to-{normalize(spec.version).replace('.', '-')}"[:63].rstrip("-").lower()
+    # One per edit (the generation): editing back and forth again is a new upgrade, not a finished one.
+    version = normalize(spec.version).replace(".", "-").lower()
+    upgrade_name = f"{names.cluster[:40]}-to-{version}"[:55].rstrip("-") + f"-g{body.metadata.get('generation', 0)}"
     upgrade = {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "CaxtonUpgrade",
         "metadata": {"name": upgrade_name, "namespace": names.namespace, "labels": {marks.IMPLICIT: "true"}},
@@ -179,7 +181,7 @@ def _roll_version(body: kopf.Body, spec: CaxtonClusterSpec, names: Names, runnin
         kubeapi.client().create(upgrade_path(names.namespace), kubeapi.owned(upgrade, dict(body)))
     except kubeapi.KubeError as err:
         if err.status == 409:
-            return  # made before (a finished one is not made again: delete it to retry)
+            return  # made already for this generation
         raise
     kopf.event(body, type="Normal", reason="VersionChange",
                message=f"spec.version {running} -> {spec.version}: rolling through CaxtonUpgrade {upgrade_name}")
