@@ -38,7 +38,7 @@ from tests.support.load import LoadReport, MessageLoad
 CHART = Path(__file__).resolve().parents[1] / "helm" / "caxton-operator"
 CRDS = Path(__file__).resolve().parents[1] / "crds"
 RELEASE, RELEASE_NS, NS = "caxton-bench", "caxton-bench", "bench-upgrade"
-TARGETS: Targets = {"messages_lost": ("<=", 0.0), "upgrade_5_nodes_s": ("<=", 120.0)}
+TARGETS: Targets = {"messages_lost": ("<=", 0.0)}  # the issue sets no time target; lost must be 0
 API = "/apis/caxton.dev/v1alpha1/namespaces/" + NS
 
 
