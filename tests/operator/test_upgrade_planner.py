@@ -457,3 +457,25 @@ def test_a_rollback_asked_for_while_paused_starts_when_resumed() -> None:
     assert resumed.status["phase"] == "Rolling"
     rolled = plan(ME, spec(), resumed.status, asked)
     assert rolled.status["phase"] == "RollingBack" and rolled.actions == [SetTemplate("1.2.0", "", 5)]
+
+
+def test_a_rollback_asked_for_before_the_start_changes_nothing() -> None:
+    decision = plan(ME, spec(), {}, world(version="1.2.0", holder="", partition=0,
+                                          requests=frozenset({"rollback"})))
+    assert decision.status["phase"] == "RolledBack" and decision.actions == []
+
+
+@pytest.mark.parametrize(("phase", "extra", "the_pods", "partition", "gate_name"), [
+    pytest.param("Canary", {"step": "Wait"}, pods({4}, p4={"ready": False}), 4, "CanaryPodReady",
+                 id="canary-never-ready"),
+    pytest.param("Rolling", {"step": "Wait", "batch": ["demo-2", "demo-3"]}, pods({2, 3, 4}, p2={"ready": False}),
+                 2, "MembersAlive", id="batch-never-ready"),
+])
+def test_past_the_progress_deadline_a_waiting_step_fails(phase: str, extra: dict[str, Any],
+                                                          the_pods: tuple[PodView, ...], partition: int,
+                                                          gate_name: str) -> None:
+    late = status(phase, **extra, stepSince=iso(NOW - 301))
+    decision = plan(ME, spec(), late, world(the_pods, partition=partition))
+    assert decision.status["phase"] == "RollingBack"
+    assert decision.status["failedGates"][0]["name"] == gate_name
+    assert "after 301s" in decision.status["failedGates"][0]["message"]
