@@ -379,7 +379,7 @@ def _killed_operator_case(cluster: ClusterUnderTest, ns: str) -> None:
     with Watcher(cluster, ns, name) as watcher:
         start_upgrade(cluster, ns, "resume-up", name, "1.3.0", batchSize=1, canary={"duration": "0s"})
         wait_upgrade(cluster, ns, "resume-up", lambda s: s.get("phase") == "Rolling", "Rolling",
-                     cluster_name=name, timeout=180)
+                     cluster_name=name, timeout=420)
         before = _operator_restarts(cluster)
         assert _kill_operator(cluster) >= 1
         wait_for(lambda: _operator_restarts(cluster) > before, timeout=60, what="the operator to be restarted")
@@ -398,7 +398,7 @@ def _paused_case(cluster: ClusterUnderTest, ns: str) -> None:
     make_cluster(cluster, ns, name, 3)
     start_upgrade(cluster, ns, "hold-up", name, "1.3.0", batchSize=1, canary={"duration": "0s"})
     wait_upgrade(cluster, ns, "hold-up", lambda s: s.get("phase") == "Rolling", "Rolling", cluster_name=name,
-                 timeout=180)
+                 timeout=420)
     cluster.kube.patch(cxu_path(ns, "hold-up"), {"spec": {"paused": True}})
     paused = wait_upgrade(cluster, ns, "hold-up", lambda s: s.get("phase") == "Paused", "Paused",
                           cluster_name=name)
