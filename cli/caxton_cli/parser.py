@@ -82,6 +82,57 @@ def _cluster(tree: Tree, sub: Parsers) -> None:
                           examples=["cluster scale --replicas 5 -n prod --cluster demo"])
         scale.add_argument("--replicas", type=int, required=True)
         add_wait_flags(scale, 300.0)
+        _upgrade(tree, cluster)
+
+
+def _upgrade(tree: Tree, cluster: Parsers) -> None:
+    """`cluster upgrade ...` and `cluster rolling-restart`: CaxtonUpgrades the operator carries out."""
+    run = "caxton_cli.upgrades"
+    upgrade = tree.group(cluster, "upgrade", help="canary-then-rolling upgrades (a CaxtonUpgrade)")
+    start = tree.verb(upgrade, "start", run=f"{run}:start",
+                      help="create a CaxtonUpgrade: a canary, then batches, with health gates",
+                      examples=["cluster upgrade start --version v1.3.0 --canary-duration 10m --batch-size 2",
+                                "# no canary hold; follow it to the end (exit 1 if it rolls back)\n"
+                                "cluster upgrade start --version 1.3.0 --canary-duration 0s --wait --timeout 900"])
+    start.add_argument("--version", required=True, help="the version to go to, e.g. v1.3.0")
+    start.add_argument("--canary-duration", default="10m", help="how long the canary is judged (0s: no hold)")
+    start.add_argument("--batch-size", type=int, default=1, help="nodes per batch after the canary")
+    start.add_argument("--no-auto-rollback", action="store_true", help="on a failed gate, stop and hold (Failed)")
+    start.add_argument("--allow-downgrade", action="store_true", help="allow a version lower than the cluster's")
+    start.add_argument("--max-error-rate", help="canary gate, e.g. 1%%")
+    start.add_argument("--max-p99-latency", help="canary gate, e.g. 10ms")
+    start.add_argument("--min-messages", type=int, help="messages before the canary's metrics count")
+    start.add_argument("--name", help="the CaxtonUpgrade's name (default <cluster>-to-<version>)")
+    _wait_opt_in(start)
+    status = tree.verb(upgrade, "status", run=f"{run}:status",
+                       help="PHASE, PROGRESS, CANARY and ETA, then one line per gate",
+                       examples=["cluster upgrade status", "cluster upgrade status --watch",
+                                 "cluster upgrade status --name demo-to-1-3-0 -o json"])
+    status.add_argument("--name", help="the CaxtonUpgrade (default: the one holding the cluster, else the latest)")
+    status.add_argument("-w", "--watch", action="store_true", help="print again on every change until it ends")
+    status.add_argument("--timeout", type=float, default=3600.0, help="stop watching after this many seconds")
+    for verb, help_text, wait in (("rollback", "put every upgraded node back on the old version", 900.0),
+                                  ("pause", "hold the upgrade where it is: no pod changes until resumed", 120.0),
+                                  ("resume", "continue a paused upgrade", 120.0),
+                                  ("promote", "end the canary hold now and roll on", 120.0)):
+        p = tree.verb(upgrade, verb, run=f"{run}:{verb}", help=help_text,
+                      examples=[f"cluster upgrade {verb}", f"cluster upgrade {verb} --name demo-to-1-3-0 --no-wait"])
+        p.add_argument("--name", help="the CaxtonUpgrade (default: the one holding the cluster)")
+        add_wait_flags(p, wait)
+    restart = tree.verb(cluster, "rolling-restart", run=f"{run}:rolling_restart",
+                        help="restart every node through the upgrade roller (drained, gated), same version",
+                        examples=["cluster rolling-restart --reason 'new node kernel' --wait"])
+    restart.add_argument("--reason", required=True, help="why (shown in the Events)")
+    restart.add_argument("--batch-size", type=int, default=1)
+    restart.add_argument("--name", help="the CaxtonUpgrade's name (default <cluster>-restart-<time>)")
+    _wait_opt_in(restart)
+
+
+def _wait_opt_in(parser: argparse.ArgumentParser) -> None:
+    """Creating an upgrade returns at once unless --wait: it may take hours."""
+    add_wait_flags(parser, 1800.0)
+    parser.set_defaults(no_wait=True)
+    parser.add_argument("--wait", dest="no_wait", action="store_false", help="wait until it succeeds or rolls back")
 
 
 def _agents(tree: Tree, sub: Parsers) -> None:

@@ -25,9 +25,10 @@ from caxton_node.config import Config, parse_duration, parse_size
 from caxton_node.events import EventLog
 from caxton_node.gossip.membership import Membership
 from caxton_node.limits import AGENT_ID_PATTERN, check_deadline, check_fuel, check_memory, valid_agent_id
+from caxton_node.messages import Message
 from caxton_node.metrics import NodeMetrics
 from caxton_node.peers.forwarder import Forwarder
-from caxton_node.routing.router import AgentSlot, Router
+from caxton_node.routing.router import AgentSlot, QueueFull, Router, UnknownReceiver
 from caxton_node.store import AgentRecord, Store
 from caxton_node.system import memory_available_bytes, rss_bytes
 
@@ -200,23 +201,39 @@ class Node:
         """The agent's Wasm module as deployed: what moving it to another node needs."""
         return self.store.load_module(self._get(agent_id).sha256)
 
-    def remove(self, agent_id: str) -> None:
+    def remove(self, agent_id: str, *, handoff: bool = False) -> int:
         """Removes the agent once the message it is handling is done (at most its deadline): its
-        instance is closed only when no worker is inside it, and its queue is dead-lettered."""
+        instance is closed only when no worker is inside it. Its queue is dead-lettered, or with
+        `handoff` (the last step of moving it: copy, then remove) another node must already serve
+        the same id and the queued messages follow it there; returns how many did."""
         self._check_writable()
+        if handoff:
+            where = self.forwarder.locate(agent_id) if self.forwarder is not None else None
+            if where is None or where["state"] != "alive":
+                raise NodeError("no_other_copy", f"no other alive node serves {agent_id} yet (as gossip sees it "
+                                f"from {self.id}); deploy the copy first, or retry once gossip has spread it", 409)
         with self._lock:
             self._get(agent_id)
             slot = self.router.detach(agent_id)
             self.store.delete_agent(agent_id)
             del self._records[agent_id]
         # Waiting outside the lock: other deploys and removals go on meanwhile.
+        queued: list[Message] = []
         if slot is not None:
-            self.router.retire(slot)
+            queued = self.router.retire(slot, keep_queue=handoff)
             if slot.instance is not None:
                 slot.instance.shutdown()
                 slot.instance = None
         with self._lock:
             self._collect_modules()
+        for msg in queued:  # now routed to the copy: the forwarder journals each again
+            try:
+                self.router.route(msg)
+            except (QueueFull, UnknownReceiver) as err:
+                self.router.dead_letter(msg, f"handoff_failed: {err}")
+        if queued:
+            log.info("agent %s removed; %d queued message(s) handed to its copy", agent_id, len(queued))
+        return len(queued)
 
     def _set_state(self, agent_id: str, suspended: bool) -> None:
         with self._lock:

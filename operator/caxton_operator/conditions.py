@@ -17,7 +17,8 @@ class Conditions:
     """Builds a status' conditions from the previous ones; `changed` lists the transitions
     (a condition seen for the first time is a start, not a transition)."""
 
-    def __init__(self, previous: list[Condition] | None) -> None:
+    def __init__(self, previous: list[Condition] | None, *, now: float | None = None) -> None:
+        self._now = now
         self._previous = {c["type"]: c for c in previous or []}
         self._current: dict[str, Condition] = {}
         self.changed: list[Condition] = []
@@ -28,7 +29,7 @@ class Conditions:
         moved = before.get("status") != status
         self._current[kind] = {
             "type": kind, "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": before.get("lastTransitionTime") if not moved else now_iso(),
+            "lastTransitionTime": before.get("lastTransitionTime") if not moved else now_iso(self._now),
         }
         if before and (moved or before.get("reason") != reason):
             self.changed.append(self._current[kind])

@@ -151,6 +151,7 @@ def all_crds() -> dict[str, dict[str, Any]]:
                 {"name": "Version", "type": "string", "jsonPath": ".spec.version"},
                 {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                 {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
+                {"name": "Reason", "type": "string", "jsonPath": ".status.reason"},
             ],
         ),
         "caxtonagents.yaml": crd(

@@ -9,6 +9,7 @@ from typing import Any
 from caxton_kube import Kube, KubeError
 
 Obj = dict[str, Any]
+__all__ = ["KubeError", "Obj", "apply", "client", "create_once", "get", "object_path", "owned"]
 MANAGER = "caxton-operator"
 
 _PLURALS = {"ConfigMap": "configmaps", "Secret": "secrets", "Service": "services",

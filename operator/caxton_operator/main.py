@@ -14,7 +14,8 @@ import kopf
 from prometheus_client import start_http_server
 
 import caxton_operator.handlers.agent
-import caxton_operator.handlers.cluster  # noqa: F401
+import caxton_operator.handlers.cluster
+import caxton_operator.handlers.upgrade  # noqa: F401
 
 
 @kopf.on.startup()

@@ -13,3 +13,5 @@ cluster_members = Gauge("caxton_operator_cluster_members_alive", "Alive members 
                         ["namespace", "cluster"])
 agent_replicas_ready = Gauge("caxton_operator_agent_replicas_ready", "Ready replicas of a CaxtonAgent",
                              ["namespace", "agent"])
+upgrade_phase = Gauge("caxton_operator_upgrade_phase", "1 for the phase a CaxtonUpgrade is in, 0 for the others",
+                      ["namespace", "upgrade", "cluster", "phase"])

@@ -116,15 +116,22 @@ class CaxtonClusterSpec(Spec):
 # -- CaxtonUpgrade ---------------------------------------------------------------------------------------
 
 class Canary(Spec):
-    duration: Duration = "10m"
+    duration: Duration = Field(default="10m", description="how long the canary is judged; 0s: no hold")
     max_error_rate: Annotated[str, Field(pattern=PERCENT)] = "1%"
     max_p99_latency: Duration = "10ms"
+    min_messages: Annotated[int, Field(
+        ge=0, description="messages the canary must handle before its error rate and latency count "
+                          "(fewer: the gates are Inconclusive, not passed)")] = 100
 
 
 class CaxtonUpgradeSpec(Spec):
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [rule(
         "self.clusterRef.name == oldSelf.clusterRef.name",
         "clusterRef is immutable: create a new CaxtonUpgrade for another cluster",
+        reason="FieldValueForbidden",
+    ), rule(
+        "self.version == oldSelf.version",
+        "version is immutable: create a new CaxtonUpgrade for another version",
         reason="FieldValueForbidden",
     )]})
     cluster_ref: ObjectRef
@@ -133,6 +140,12 @@ class CaxtonUpgradeSpec(Spec):
     batch_size: Annotated[int, Field(ge=1, le=100)] = 1
     auto_rollback: bool = True
     paused: bool = False
+    allow_downgrade: bool = Field(default=False, description="allow a version lower than the cluster's")
+    restart: bool = Field(default=False, description="restart every node even if the version does not change "
+                                                     "(a rolling restart)")
+    reason: Annotated[str, Field(max_length=256, description="why: shown in Events")] = ""
+    progress_deadline: Duration = Field(
+        default="5m", description="how long a pod may take to run the new version before its gate fails")
 
 
 # -- CaxtonAgent --------------------------------------------------------------------------------------------

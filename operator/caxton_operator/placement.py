@@ -11,6 +11,7 @@ and is then placed elsewhere.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,12 +55,15 @@ class Plan:
 
 
 def plan(desired: Desired, found: dict[str, list[dict[str, Any]]], eligible: list[str],
-         previous: list[dict[str, Any]], now: float, replace_after: float) -> Plan:
-    """`found`: agents of every node that answered; `eligible`: nodes that may receive agents
-    (answering, and not leaving the cluster); `previous`: the last placement in status."""
+         previous: list[dict[str, Any]], now: float, replace_after: float,
+         closed: Collection[str] = ()) -> Plan:
+    """`found`: agents of every node that answered; `eligible`: nodes that may hold agents
+    (answering, and not leaving the cluster); `previous`: the last placement in status;
+    `closed`: eligible nodes being drained for a restart, which keep what they run (the roller
+    moves it, handing over queued messages) but receive nothing new."""
     result = Plan()
     before = {p["replica"]: p for p in previous}
-    loads = {pod: len(found.get(pod, [])) for pod in eligible}
+    loads = {pod: len(found.get(pod, [])) for pod in eligible if pod not in closed}
     wanted = {desired.replica_id(i) for i in range(desired.replicas)}
     # Nodes holding a replica of this agent: new replicas go elsewhere when they can.
     hosting = {pod for pod in eligible for a in found.get(pod, []) if a["id"] in wanted}
@@ -77,9 +81,11 @@ def plan(desired: Desired, found: dict[str, list[dict[str, Any]]], eligible: lis
         good = [pod for pod in sorted(hosts) if pod in eligible and desired.matches(hosts[pod])]
         last = before.get(agent_id, {})
         if good:
-            keep: str = last["node"] if last.get("node") in good else good[0]
+            # A copy being moved off a closed node is kept where it goes; the original is the roller's.
+            open_good = [pod for pod in good if pod not in closed]
+            keep: str = last["node"] if last.get("node") in open_good else (open_good or good)[0]
             hosting.add(keep)
-            result.remove += [(agent_id, pod) for pod in sorted(hosts) if pod != keep]
+            result.remove += [(agent_id, pod) for pod in sorted(hosts) if pod != keep and pod not in closed]
             result.placement.append({"replica": agent_id, "node": keep, "state": hosts[keep]["state"]})
             continue
         stale = [pod for pod in sorted(hosts) if pod in eligible]

@@ -8,6 +8,7 @@ and only then removed from the leaving one, so at every moment some node serves 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,28 @@ def deploy_limits(described: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def move_agents_off(api: NodeApi, leaving: list[str], staying: list[str], log: logging.Logger) -> list[Move]:
+def move_agent(api: NodeApi, agent: dict[str, Any], source: str, target: str, *,
+               handoff_wait: float = 10.0) -> Move:
+    """Copy, then remove: the copy runs on `target` before the original goes, and the original's
+    queued messages are handed to the copy (the source must see it through gossip first)."""
+    wasm = api.call(source, "GET", f"/v1/agents/{agent['id']}/module").content
+    api.deploy(target, agent["id"], wasm, limits=deploy_limits(agent), priority=agent["priority"])
+    deadline = time.monotonic() + handoff_wait
+    while True:
+        try:
+            api.call(source, "DELETE", f"/v1/agents/{agent['id']}?handoff=true")
+            break
+        except NodeUnavailable as err:
+            if err.code == "agent_not_found":
+                break
+            if err.code != "no_other_copy" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    return Move(agent["id"], source, target)
+
+
+def move_agents_off(api: NodeApi, leaving: list[str], staying: list[str], log: logging.Logger,
+                    *, drain_timeout: str = "10s") -> list[Move]:
     """Moves every agent of the `leaving` nodes to the least-loaded `staying` ones, then lets
     each leaving node finish its backlog. A leaving node that does not answer is skipped
     (its declarative agents are re-placed by their CaxtonAgent)."""
@@ -47,11 +69,30 @@ def move_agents_off(api: NodeApi, leaving: list[str], staying: list[str], log: l
         for agent in agents:
             target = least_loaded(loads)
             assert target is not None
-            wasm = api.call(source, "GET", f"/v1/agents/{agent['id']}/module").content
-            api.deploy(target, agent["id"], wasm, limits=deploy_limits(agent), priority=agent["priority"])
-            api.remove(source, agent["id"])
+            moves.append(move_agent(api, agent, source, target))
             loads[target] += 1
-            moves.append(Move(agent["id"], source, target))
             log.info("moved agent %s from %s to %s", agent["id"], source, target)
-        api.call(source, "POST", "/v1/queue/drain", json={"timeout": "10s"}, timeout=30.0)
+        api.call(source, "POST", "/v1/queue/drain", json={"timeout": drain_timeout}, timeout=30.0)
+    return moves
+
+
+def balance_onto(api: NodeApi, targets: list[str], nodes: list[str], log: logging.Logger) -> list[Move]:
+    """Moves agents from the most loaded of `nodes` onto `targets` (nodes back from a restart)
+    until each target holds its fair share, so a canary carries real traffic."""
+    loads = {pod: [a for a in agents] for pod, agents in api.agents_by_node(nodes).items()}
+    targets = [t for t in targets if t in loads]
+    if not targets:
+        return []
+    fair = sum(len(a) for a in loads.values()) // len(loads)
+    moves = []
+    for target in targets:
+        while len(loads[target]) < fair:
+            sources = sorted(((len(a), pod) for pod, a in loads.items() if pod not in targets), reverse=True)
+            if not sources or sources[0][0] <= len(loads[target]) + 1:
+                break
+            source = sources[0][1]
+            agent = loads[source].pop()
+            moves.append(move_agent(api, agent, source, target))
+            loads[target].append(agent)
+            log.info("moved agent %s from %s to %s", agent["id"], source, target)
     return moves

@@ -42,6 +42,15 @@ def test_extra_images_come_from_the_table_file(tmp_path: Path) -> None:
     assert ImageTable(tmp_path / "images.yaml").resolve("example/app:7").env == {"V": "7"}
 
 
+def test_a_table_entry_may_take_over_one_tag_of_a_repository(tmp_path: Path) -> None:
+    (tmp_path / "images.yaml").write_text(
+        "images:\n  - {repository: ghcr.io/caxton/caxton-node, tag: 1.3.0-bad, entrypoint: [bad], path: [/x]}\n"
+    )
+    table = ImageTable(tmp_path / "images.yaml")
+    assert table.resolve("ghcr.io/caxton/caxton-node:1.3.0-bad").path == ["/x"]
+    assert table.resolve("ghcr.io/caxton/caxton-node:1.3.0").entrypoint == ["caxton"]
+
+
 def test_expand_follows_kubernetes_rules() -> None:
     env = {"A": "1", "B": "two"}
     assert expand("$(A)-$(B)", env) == "1-two"

@@ -58,3 +58,15 @@ def test_other_agents_are_not_ours() -> None:
     assert ECHO.owns("echo-3") and not ECHO.owns("echo-3-0") and not ECHO.owns("echoes-1")
     found = {"c-0": [agent("echo-0"), agent("echo-server-1")], "c-1": [agent("echo-1")]}
     assert plan(ECHO, found, ["c-0", "c-1"], [], now=0, replace_after=30).remove == []
+
+
+def test_a_node_being_drained_keeps_its_replicas_but_gets_no_new_ones() -> None:
+    found = {"c-0": [agent("echo-0")], "c-1": [], "c-2": []}
+    result = plan(ECHO, found, NODES, [{"replica": "echo-0", "node": "c-0"}], now=0, replace_after=30,
+                  closed={"c-0", "c-1"})
+    assert result.remove == [] and result.deploy == [("echo-1", "c-2")]
+    # Mid-move the copy is kept where it goes; removing the original is left to the roller.
+    found = {"c-0": [agent("echo-0")], "c-1": [], "c-2": [agent("echo-0"), agent("echo-1")]}
+    result = plan(ECHO, found, NODES, [{"replica": "echo-0", "node": "c-0"}], now=0, replace_after=30,
+                  closed={"c-0"})
+    assert result.remove == [] and result.placement[0]["node"] == "c-2"

@@ -10,6 +10,9 @@ does (ErrImagePull, then ImagePullBackOff). Extra entries come from
         entrypoint: [my-app, serve]
         path: [/opt/my-app/bin]
         env: {APP_VERSION: "{tag}"}
+      - repository: registry.example/my-app    # one tag of it runs something else
+        tag: 2.0.0-rc.1
+        entrypoint: [my-app-rc]
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ class ImageRule:
     entrypoint: list[str]
     path: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    tag: str = ""  # empty: every tag of the repository
+
+    def matches(self, repository: str, tag: str) -> bool:
+        return self.repository == repository and self.tag in ("", tag)
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,7 @@ class ImageTable:
     def resolve(self, reference: str) -> ResolvedImage:
         repository, tag = split_reference(reference)
         for rule in self.rules():
-            if rule.repository == repository:
+            if rule.matches(repository, tag):
                 return ResolvedImage(
                     reference=reference, repository=repository, tag=tag,
                     entrypoint=list(rule.entrypoint), path=list(rule.path),

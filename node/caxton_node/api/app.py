@@ -156,9 +156,11 @@ def create_app(node: Node, token: str | None) -> Edge:
         return Response(node.module(agent_id), media_type="application/wasm")
 
     @app.delete("/v1/agents/{agent_id}", status_code=204, response_class=Response,
-                responses=_errors(400, 404, 503))
-    def remove_agent(agent_id: Name) -> Response:
-        node.remove(agent_id)
+                responses=_errors(400, 404, 409, 503))
+    def remove_agent(agent_id: Name, handoff: bool = False) -> Response:
+        """`?handoff=true`: the agent has moved (copy, then remove); the messages still queued for it
+        here go to the node now serving it. 409 `no_other_copy` until gossip shows that node."""
+        node.remove(agent_id, handoff=handoff)
         return Response(status_code=204)
 
     @app.post("/v1/agents/{agent_id}/suspend", response_model=models.Agent, responses=_errors(400, 404))
@@ -264,7 +266,8 @@ def create_app(node: Node, token: str | None) -> Edge:
 
     @app.get("/v1/queue", response_model=models.QueueStats, responses=_errors())
     def queue_stats() -> dict[str, Any]:
-        return node.router.stats()
+        # outbound: messages waiting to be sent to other nodes (part of the backlog a drain empties)
+        return {**node.router.stats(), "outbound": node.forwarder.queued() if node.forwarder else 0}
 
     @app.post("/v1/queue/drain", response_model=models.DrainResult, responses=_errors(400, 413))
     def drain(body: models.DrainRequest) -> dict[str, Any]:

@@ -147,6 +147,7 @@ class QueueStats(Reply):
     longPolls: int
     dead_letters: int
     circuit_open: bool
+    outbound: int = Field(default=0, description="messages waiting to be sent to other nodes")
 
 
 class DrainResult(Reply):

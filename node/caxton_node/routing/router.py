@@ -171,6 +171,10 @@ class Router:
         """Up to `limit` messages for client `name`, waiting up to `timeout` for the first."""
         return self.mailboxes.take(name, limit, timeout)
 
+    def dead_letter(self, msg: Message, reason: str) -> None:
+        """Parks a message nothing can take (for callers outside the router, such as a failed handoff)."""
+        self._dead(msg, reason)
+
     def _dead(self, msg: Message, reason: str, *, owner: str = "", rate_limited: bool = False) -> None:
         """Dead-letters `msg`, charged to `owner` (the local agent it concerns) for the per-agent bound."""
         if not owner:
@@ -202,14 +206,18 @@ class Router:
                 slot.removed = True
         return slot
 
-    def retire(self, slot: AgentSlot) -> None:
-        """Waits for the message a detached agent is handling (at most its deadline) and
-        dead-letters its queue; from then on no worker touches its instance."""
+    def retire(self, slot: AgentSlot, *, keep_queue: bool = False) -> list[Message]:
+        """Waits for the message a detached agent is handling (at most its deadline); from then on
+        no worker touches its instance. Its queue is dead-lettered, or with `keep_queue` returned
+        (a handoff routes it to the agent's copy on another node)."""
         with slot.lock:
-            left = list(slot.queue)
+            left = [msg for msg, _ in slot.queue]
             slot.queue.clear()
-        for msg, _ in left:
+        if keep_queue:
+            return left
+        for msg in left:
             self._dead(msg, "agent_removed", owner=slot.id)
+        return []
 
     def set_suspended(self, agent_id: str, suspended: bool, *, wait: bool = True) -> None:
         """Suspends or resumes; a suspension waits (unless `wait` is False) for the message

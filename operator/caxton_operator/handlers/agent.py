@@ -20,7 +20,7 @@ import httpx
 import kopf
 from caxton_node.config import parse_duration, parse_size
 
-from caxton_operator import kubeapi, metrics
+from caxton_operator import kubeapi, marks, metrics
 from caxton_operator.conditions import Conditions
 from caxton_operator.handlers.cluster import GROUP, VERSION, cluster_path, is_paused
 from caxton_operator.models import CaxtonAgentSpec, CaxtonClusterSpec
@@ -164,8 +164,9 @@ def _place(body: kopf.Body, patch: kopf.Patch, spec: CaxtonAgentSpec, name: str,
     nodes, staying = _nodes(cluster, names)
     found = api.agents_by_node(nodes)
     eligible = [pod for pod in staying if pod in found]
+    closed = marks.draining(cluster)  # nodes being drained for a restart take no new replicas
     result = plan(desired_of(name, spec), found, eligible, previous.get("placement") or [], time.time(),
-                  parse_duration(CaxtonClusterSpec.model_validate(cluster["spec"]).rebalance.replace_after))
+                  parse_duration(CaxtonClusterSpec.model_validate(cluster["spec"]).rebalance.replace_after), closed)
     if is_paused(cluster["metadata"]):
         conditions.set("Ready", result.ready == spec.replicas, "ClusterPaused",
                        f"{spec.cluster_ref.name} has reconciliation paused; placement waits "
@@ -183,7 +184,7 @@ def _place(body: kopf.Body, patch: kopf.Patch, spec: CaxtonAgentSpec, name: str,
         # Report what the nodes now run, not what was asked of them.
         found = api.agents_by_node(nodes)
         result = plan(desired_of(name, spec), found, [p for p in staying if p in found],
-                      result.placement, time.time(), float("inf"))
+                      result.placement, time.time(), float("inf"), closed)
     waiting = [p["replica"] for p in result.placement if p["state"] not in ("running", "suspended")]
     conditions.set("Ready", not waiting, "AllReplicasRunning" if not waiting else "ReplicasNotRunning",
                    f"{result.ready}/{spec.replicas} replicas running"

@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from caxton_operator import kubeapi, metrics
+from caxton_operator import kubeapi, marks, metrics
 from caxton_operator.conditions import Conditions, now_iso
 from caxton_operator.config import parse_hours
 from caxton_operator.models import CaxtonClusterSpec
@@ -24,6 +24,7 @@ from caxton_operator.nodeapi import NodeApi, NodeUnavailable
 from caxton_operator.rebalance import move_agents_off
 from caxton_operator.resources import secrets, workload
 from caxton_operator.resources.naming import Names
+from caxton_operator.upgrade.versions import normalize, version_key
 
 GROUP, VERSION, PLURAL = "caxton.dev", "v1alpha1", "caxtonclusters"
 PAUSE_ANNOTATION = "caxton.dev/pause-reconciliation"
@@ -113,9 +114,20 @@ def _reconcile(body: kopf.Body, name: str, namespace: str, spec: CaxtonClusterSp
             workload.pod_disruption_budget(spec, names))),
     ]
     futures = [_POOL.submit(step) for step in steps]
-    sts = kubeapi.get(_sts_path(names))
     for future in futures:
         future.result()  # raises what the step raised
+    with marks.cluster_lock(namespace, name):  # the roller writes the same StatefulSet
+        sts = _apply_workload(body, spec, names, logger)
+    if sts is not None and normalize(spec.version) != normalize(workload.Rollout.of(sts).version):
+        _roll_version(body, spec, names, workload.Rollout.of(sts).version)
+
+
+def _apply_workload(body: kopf.Body, spec: CaxtonClusterSpec, names: Names,
+                    logger: logging.Logger) -> dict[str, Any] | None:
+    """Scales (moving agents off leaving nodes first) and applies the StatefulSet, keeping the
+    version, restart token and partition it has: only the roller changes those."""
+    owner, namespace, name = dict(body), names.namespace, names.cluster
+    sts = kubeapi.get(_sts_path(names))
     current = int(sts["spec"]["replicas"]) if sts else 0
     if sts is not None and current > spec.replicas:
         leaving = [names.pod(i) for i in range(spec.replicas, current)]
@@ -129,12 +141,50 @@ def _reconcile(body: kopf.Body, name: str, namespace: str, spec: CaxtonClusterSp
                    message=f"moved {len(moves)} agent(s) off {', '.join(leaving)}")
     elif sts is not None and current < spec.replicas:
         kopf.event(body, type="Normal", reason="ScalingUp", message=f"{current} -> {spec.replicas} nodes")
-    kubeapi.apply(kubeapi.owned(workload.statefulset(spec, names), owner))
+    rollout = workload.Rollout.of(sts) if sts is not None else workload.Rollout(spec.version)
+    kubeapi.apply(kubeapi.owned(workload.statefulset(spec, names, rollout), owner))
     if sts is None:
         kopf.event(body, type="Normal", reason="Provisioning",
                   message=f"created the StatefulSet: {spec.replicas} nodes of version {spec.version}")
     logger.info("applied the resources of %s/%s (%d replicas, version %s)", namespace, name, spec.replicas,
-                spec.version)
+                rollout.version)
+    return sts
+
+
+def upgrade_path(namespace: str, name: str = "") -> str:
+    base = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/caxtonupgrades"
+    return f"{base}/{name}" if name else base
+
+
+def upgrade_active(namespace: str, name: str) -> bool:
+    """The CaxtonUpgrade exists and has not finished (a Failed one holds the cluster until rolled back)."""
+    upgrade = kubeapi.get(upgrade_path(namespace, name)) if name else None
+    return upgrade is not None and (upgrade.get("status") or {}).get("phase") not in ("Succeeded", "RolledBack")
+
+
+def _roll_version(body: kopf.Body, spec: CaxtonClusterSpec, names: Names, running: str) -> None:
+    """spec.version changed without a CaxtonUpgrade: the same roller does it (drain, gates
+    between batches), without a canary hold, through a CaxtonUpgrade the cluster owns."""
+    holder = marks.annotations_of(body).get(marks.UPGRADE, "")
+    if holder and upgrade_active(names.namespace, holder):
+        return  # that upgrade sets spec.version when it is done
+    # One per edit (the generation): editing back and forth again is a new upgrade, not a finished one.
+    version = normalize(spec.version).replace(".", "-").lower()
+    upgrade_name = f"{names.cluster[:40]}-to-{version}"[:55].rstrip("-") + f"-g{body.metadata.get('generation', 0)}"
+    upgrade = {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "CaxtonUpgrade",
+        "metadata": {"name": upgrade_name, "namespace": names.namespace, "labels": {marks.IMPLICIT: "true"}},
+        "spec": {"clusterRef": {"name": names.cluster}, "version": spec.version, "canary": {"duration": "0s"},
+                 "batchSize": 1, "autoRollback": True, "reason": f"spec.version of {names.cluster} changed"},
+    }
+    try:
+        kubeapi.client().create(upgrade_path(names.namespace), kubeapi.owned(upgrade, dict(body)))
+    except kubeapi.KubeError as err:
+        if err.status == 409:
+            return  # made already for this generation
+        raise
+    kopf.event(body, type="Normal", reason="VersionChange",
+               message=f"spec.version {running} -> {spec.version}: rolling through CaxtonUpgrade {upgrade_name}")
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
@@ -194,7 +244,7 @@ def _members(raw: list[dict[str, Any]], previous: list[dict[str, Any]],
         if m["state"] == "left":
             continue
         entry = {"name": m["id"], "state": m["state"], "lastSeen": m.get("lastSeenSecondsAgo"),
-                 "agents": m.get("agents", 0)}
+                 "agents": m.get("agents", 0), "version": m.get("version", "")}
         if m["id"] in last:
             entry["previousState"] = last[m["id"]]["previous"]
             entry["lastTransitionTime"] = now_iso(last[m["id"]]["ts"])
@@ -272,7 +322,7 @@ def observe(**kwargs: Any) -> None:
     conditions.set("ReconciliationPaused", paused, "AnnotationSet" if paused else "Reconciling",
                    f"{PAUSE_ANNOTATION} is set: spec changes wait; certificate renewal continues" if paused
                    else "the operator applies spec changes")
-    was_running = previous.get("currentVersion") is not None
+    was_running = previous.get("phase") not in (None, "Provisioning")
     phase = "Paused" if paused else "Running" if healthy else "Degraded" if was_running else "Provisioning"
 
     patch.status["readyReplicas"] = ready
@@ -280,8 +330,13 @@ def observe(**kwargs: Any) -> None:
     patch.status["members"] = members
     patch.status["phase"] = phase
     patch.status["conditions"] = conditions.as_list()
-    if healthy:
-        patch.status["currentVersion"] = spec.version
+    # What the nodes report, not the spec: mid-upgrade, the oldest version still running.
+    versions = {m["version"] for m in members if m["state"] == "alive" and m.get("version")}
+    if versions:
+        try:
+            patch.status["currentVersion"] = min(versions, key=version_key)
+        except ValueError:
+            patch.status["currentVersion"] = sorted(versions)[0]
     metrics.cluster_members.labels(names.namespace, names.cluster).set(alive)
     if phase != previous.get("phase"):
         kopf.event(body, type="Warning" if phase == "Degraded" else "Normal", reason=f"Phase{phase}",

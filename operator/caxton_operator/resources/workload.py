@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from caxton_operator.models import CaxtonClusterSpec
@@ -18,6 +19,28 @@ from caxton_operator.resources.nodeconfig import (
 
 Obj = dict[str, Any]
 PORTS = (("api", 8080), ("gossip", 7946), ("metrics", 9090))
+RESTART_ANNOTATION = "caxton.dev/restarted-by"
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """The StatefulSet fields only the upgrade roller changes: the version the pod template runs,
+    its restart token and the RollingUpdate partition. Provisioning keeps what it finds, so it
+    never undoes a roll in progress (nor restarts a node undrained)."""
+
+    version: str
+    partition: int = 0
+    restart_token: str = ""
+
+    @classmethod
+    def of(cls, sts: Obj) -> Rollout:
+        template = sts["spec"]["template"]
+        image = template["spec"]["containers"][0]["image"]
+        rolling = (sts["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}
+        return cls(version=image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else "latest",
+                   partition=int(rolling.get("partition") or 0),
+                   restart_token=((template.get("metadata") or {}).get("annotations") or {}).get(
+                       RESTART_ANNOTATION, ""))
 
 
 def _meta(names: Names, name: str, **extra: Any) -> Obj:
@@ -58,8 +81,12 @@ def pod_disruption_budget(spec: CaxtonClusterSpec, names: Names) -> Obj:
             "spec": {"minAvailable": spec.replicas // 2 + 1, "selector": {"matchLabels": names.selector}}}
 
 
-def statefulset(spec: CaxtonClusterSpec, names: Names) -> Obj:
+def statefulset(spec: CaxtonClusterSpec, names: Names, rollout: Rollout | None = None) -> Obj:
+    rollout = rollout or Rollout(spec.version)
     config_hash = restart_hash(spec, names)
+    annotations = {"caxton.dev/config-hash": config_hash}
+    if rollout.restart_token:
+        annotations[RESTART_ANNOTATION] = rollout.restart_token
     storage: Obj = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": spec.storage.size}}}
     if spec.storage.storage_class_name:
         storage["storageClassName"] = spec.storage.storage_class_name
@@ -80,7 +107,7 @@ def statefulset(spec: CaxtonClusterSpec, names: Names) -> Obj:
         mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
     container: Obj = {
         "name": "caxton",
-        "image": f"{spec.image}:{spec.version}",
+        "image": f"{spec.image}:{rollout.version}",
         "command": ["caxton", "server", "start", "--config", f"{CONFIG_DIR}/config/config.yaml"],
         "env": [
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -109,9 +136,9 @@ def statefulset(spec: CaxtonClusterSpec, names: Names) -> Obj:
             # A removed ordinal's agents were moved first; its volume must not haunt a later scale-up.
             "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete", "whenDeleted": "Delete"},
             "selector": {"matchLabels": names.selector},
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": rollout.partition}},
             "template": {
-                "metadata": {"labels": dict(names.labels), "annotations": {"caxton.dev/config-hash": config_hash}},
+                "metadata": {"labels": dict(names.labels), "annotations": annotations},
                 "spec": {
                     "terminationGracePeriodSeconds": 30,
                     "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
