@@ -39,6 +39,11 @@ class NetworkPartition:
                 self._run("-A", self.chain, "-s", a, "-d", b, "-j", "DROP")
                 self._run("-A", self.chain, "-s", b, "-d", a, "-j", "DROP")
 
+    def drop(self, source: str, destination: str, *, protocol: str = "all") -> None:
+        """Drops packets from `source` to `destination` only (one direction), e.g. protocol="udp"
+        for gossip alone, leaving the TCP channel and the API working."""
+        self._run("-A", self.chain, "-s", source, "-d", destination, "-p", protocol, "-j", "DROP")
+
     def heal(self) -> None:
         self._run("-F", self.chain)
 

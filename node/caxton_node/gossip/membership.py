@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from caxton_node.gossip.swim import Addr, Member, State, Swim, SwimConfig
@@ -153,6 +154,16 @@ class Membership:
             "stateForSeconds": round(now - m.state_since, 1),
             **{k: v for k, v in m.meta.items() if k in ("api", "version", "agents", "load")},
         } for m in sorted(members, key=lambda m: m.id)]
+
+    def snapshot(self) -> list[Member]:
+        """Copies of the members as this node sees them now (consistent with each other)."""
+        with self._lock:
+            return [replace(m, meta=dict(m.meta)) for m in self.swim.members.values()]
+
+    def rtt_samples(self) -> list[float]:
+        """Round trips (seconds) of the recent direct probes, oldest first."""
+        with self._lock:
+            return list(self.swim.probe_rtts)
 
     def counts(self) -> dict[str, int]:
         with self._lock:
