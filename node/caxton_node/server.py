@@ -131,6 +131,7 @@ def start_clustering(config: Config, node: Node, api_host: str, api_port: int) -
                       "names": forwarder.names()},
     )
     channel = ChannelServer(split_host_port(cluster.bind_addr, 7946), forwarder.receive, server_tls)
+    channel.on_duplicate = node.metrics.peer_duplicates.inc
     if client_tls is not None:
         membership.join_via = forwarder.join_over_channel
         channel.join_handler = membership.handle_join

@@ -78,6 +78,9 @@ class NodeProcess:
             "node": {"id": self.node_id, "data_dir": str(self.root / "data"),
                      "api_addr": f"{self.address}:8080", "metrics_addr": f"{self.address}:9090"},
             "security": {"api": {"token_file": str(self.token_file)}},
+            # The default 10 ms wall-clock deadline trips on a loaded machine; tests that are about
+            # deadlines set their own per agent.
+            "agents": {"deadline": "5s"},
         }
         for key, value in self.extra_config.items():
             config.setdefault(key, {}).update(value)

@@ -129,6 +129,7 @@ class Forwarder:
             return False, "queue_full"
         except UnknownReceiver:
             return False, "unknown_receiver"
+        self.node.metrics.peer_received.inc()
         return True, ""
 
     def join_over_channel(self, addr: tuple[str, int], packet: dict[str, Any]) -> dict[str, Any] | None:
@@ -194,6 +195,7 @@ class Forwarder:
         for (msg, _), (ok, error) in zip(batch, results, strict=True):
             if ok:
                 self.node.store.delivered(msg.id)
+                self.node.metrics.peer_sent.inc()
                 done += 1
             elif error == "queue_full":
                 self._retry_at[peer] = now + 0.2

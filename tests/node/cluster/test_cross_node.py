@@ -22,6 +22,16 @@ def send_when_known(node: NodeProcess, receiver: str, content: Any, conversation
                  what=f"{node.node_id} to route to {receiver}")
 
 
+def peer_counters(node: NodeProcess) -> dict[str, int]:
+    """caxton_peer_messages_total by direction, as the node's metrics endpoint reports it."""
+    found = dict.fromkeys(("sent", "received", "duplicate"), 0)
+    for line in httpx.get(node.metrics_url).text.splitlines():
+        if line.startswith("caxton_peer_messages_total{"):
+            direction = line.split('direction="', 1)[1].split('"', 1)[0]
+            found[direction] = int(float(line.rsplit(" ", 1)[1]))
+    return found
+
+
 def test_agents_answer_across_nodes_over_mtls(node_factory: NodeFactory, agents: dict[str, bytes],
                                               tmp_path: Path) -> None:
     a, b, _ = start_cluster(node_factory, tmp_path, 3, mtls=True)
@@ -40,8 +50,14 @@ def test_agents_answer_across_nodes_over_mtls(node_factory: NodeFactory, agents:
     assert {r["sender"] for r in replies} == {"echo"}
     with a.client() as client:
         assert client.get("/v1/agents/echo").json()["handled"] == 200
+    with b.client() as client:
+        assert client.get("/v1/agents/echo").status_code == 404  # echo lives on a only
+    # Every request really crossed b -> a over the peer channel, and every reply a -> b.
+    assert peer_counters(b) == {"sent": 200, "received": 200, "duplicate": 0}
+    assert peer_counters(a) == {"sent": 200, "received": 200, "duplicate": 0}
     metrics = httpx.get(b.metrics_url).text
     assert 'caxton_messages_routed_total{destination="remote"} 200.0' in metrics
+    assert 'caxton_messages_routed_total{destination="local"} 0.0' in metrics  # nothing stayed on b
 
 
 def test_node_with_a_foreign_ca_cannot_join_or_deliver(node_factory: NodeFactory, agents: dict[str, bytes],
