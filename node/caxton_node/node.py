@@ -332,6 +332,7 @@ class Node:
                         "failed": sum(1 for m in members if m["state"] == "failed")},
             "expected": expected, "quorum": quorum, "readOnly": bool(self.read_only_reason),
             "droppedGossipPackets": self.membership.dropped_packets if self.membership else 0,
+            "gossipKeyring": self.membership.keyring.describe() if self.membership else None,
             "queuedWrites": self.forwarder.queued() if self.forwarder else 0,
             "uptimeSeconds": round(time.time() - self.started_at, 1),
         }
