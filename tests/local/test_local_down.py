@@ -63,7 +63,9 @@ def test_up_is_idempotent_status_tells_and_down_stops_everything(tmp_path: Path)
         assert component_pids(status(cli)) == pids
         assert read_pidfile(pidfiles[0]) == pod_pid
         # One part down: status says which and exits 3; `up` starts only that part.
-        os.kill(pids["kube-scheduler"], signal.SIGKILL)
+        scheduler = pids["kube-scheduler"]
+        assert scheduler is not None
+        os.kill(scheduler, signal.SIGKILL)
         wait_for(lambda: status(cli).returncode == 3, timeout=30, what="status to notice the scheduler is gone")
         broken = status(cli)
         assert {c["name"]: c["healthy"] for c in json.loads(broken.stdout)["components"]}["kube-scheduler"] is False
