@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 log() { printf '==> %s\n' "$*" >&2; }
 
 need_apt=()
-for tool in cc:gcc unshare:util-linux nsenter:util-linux iptables:iptables promtool:prometheus zsh:zsh; do
+for tool in cc:gcc unshare:util-linux nsenter:util-linux iptables:iptables ss:iproute2 promtool:prometheus zsh:zsh; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool##*:}")
 done
 if ((${#need_apt[@]})); then
