@@ -1,5 +1,6 @@
-"""Lost acks on the peer channel: the sender retries, the receiver drops the repeats by message
-id, so every message is delivered exactly once (iptables drops the receiver's acks for real)."""
+"""Retries on the peer channel: after lost acks (iptables drops the receiver's acks for real) the
+receiver drops the repeats by message id, so every message is delivered exactly once; after a
+queue_full refusal the retry is delivered, not mistaken for a repeat."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from tests.node.cluster.test_cross_node import peer_counters, send_when_known
 from tests.node.test_agents import collect, deploy
 from tests.support.netfault import NetworkPartition
-from tests.support.nodes import NodeFactory, NodeProcess, start_cluster
+from tests.support.nodes import NodeFactory, NodeProcess, cluster_node, gossip_key, start_cluster, wait_all_alive
 from tests.support.waiting import wait_for
 
 
@@ -68,3 +69,32 @@ def test_retries_after_lost_acks_deliver_exactly_once(node_factory: NodeFactory,
     counters = peer_counters(home)
     assert counters["duplicate"] >= delivered_unacked, counters  # they were retried, and dropped as repeats
     assert counters["received"] == 21
+
+
+def test_messages_refused_with_queue_full_are_retried_not_lost(node_factory: NodeFactory, agents: dict[str, bytes],
+                                                               tmp_path: Path) -> None:
+    key = gossip_key(tmp_path / "keys")
+    home = cluster_node(node_factory, key, [], 2, start=False)
+    home.extra_config["agents"] = {"queue_capacity": 2}
+    home.start()
+    sender = cluster_node(node_factory, key, [f"{home.address}:7946"], 2)
+    wait_all_alive([home, sender])
+    with home.client() as client:
+        assert deploy(client, "echo", agents["echo"]).status_code == 201
+        assert client.post("/v1/agents/echo/suspend").status_code == 200  # its queue fills up
+    with sender.client() as client:
+        client.get("/v1/mailboxes/tester")
+    send_when_known(sender, "echo", 0)
+    with sender.client() as client:
+        for i in range(1, 6):
+            assert client.post("/v1/messages", json={"performative": "request", "sender": "tester",
+                                                     "receiver": "echo", "content": i}).status_code == 202
+    # Two fit; the rest are refused with queue_full and must stay queued on the sender.
+    wait_for(lambda: queued(sender) == 4, timeout=30, what="the sender to hold what did not fit")
+    with home.client() as client:
+        assert client.get("/v1/agents/echo").json()["queue"] == 2
+        assert client.post("/v1/agents/echo/resume").status_code == 200
+    with sender.client() as client:
+        replies = collect(client, "tester", 6, timeout=60)
+    assert [r["content"]["content"] for r in replies] == list(range(6))
+    assert handled(home, "echo") == 6
