@@ -1,4 +1,4 @@
-"""SIGTERM to a test run (what a CI timeout sends) stops everything the run started: the local
+"""SIGTERM (what a CI timeout sends) or SIGINT to a test run stops everything the run started: the local
 control plane, the process kubelet and its pods, node processes and iptables rules."""
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ def iptables_rules() -> str:
 
 
 @pytest.mark.timeout(1200)
-def test_sigterm_tears_down_everything_the_run_started(tmp_path: Path, partition: object) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_tears_down_everything_the_run_started(sig: signal.Signals, tmp_path: Path,
+                                                        partition: object) -> None:
     # (`partition` only makes sure iptables works here; the run below makes its own chain.)
     held = tmp_path / "held.json"
     slot = int(addresses.test_network().split(".")[1]) + 100  # its own addresses, apart from ours
@@ -88,7 +90,7 @@ def test_sigterm_tears_down_everything_the_run_started(tmp_path: Path, partition
         assert info["nodePid"] in processes
         assert f"-N {chain}" in iptables_rules()
 
-        run.send_signal(signal.SIGTERM)
+        run.send_signal(sig)
         assert run.wait(timeout=300) == pytest.ExitCode.INTERRUPTED
     finally:
         if run.poll() is None:
@@ -103,7 +105,7 @@ def test_sigterm_tears_down_everything_the_run_started(tmp_path: Path, partition
             subprocess.run(["iptables", "-w", "-F", chain], capture_output=True)
             subprocess.run(["iptables", "-w", "-X", chain], capture_output=True)
     output = (tmp_path / "run.log").read_text()
-    assert "interrupted by signal 15" in output
+    assert f"interrupted by signal {int(sig)}" in output
     assert leftovers == [], f"still running after SIGTERM: {leftovers}"
     assert not rules_left, f"iptables chain {chain} left behind"
     assert not Path(info["stateDir"]).exists(), "the control plane's state was not purged"
