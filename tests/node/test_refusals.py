@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 from caxton_node.messages import Message
 from caxton_node.metrics import NodeMetrics
-from caxton_node.routing.router import MAILBOX_CAPACITY, Router
+from caxton_node.routing.mailboxes import CAPACITY as MAILBOX_CAPACITY
+from caxton_node.routing.router import Router
 from caxton_node.store import Store
 
 from tests.node.test_agents import collect, dead_letters, deploy, send
