@@ -10,8 +10,8 @@ log() { printf '==> %s\n' "$*" >&2; }
 
 need_apt=()
 # serf and nats-server: the references bench/cluster.py compares against (its test runs them).
-for tool in cc:gcc unshare:util-linux nsenter:util-linux iptables:iptables promtool:prometheus zsh:zsh serf:serf \
-    nats-server:nats-server; do
+for tool in cc:gcc unshare:util-linux nsenter:util-linux iptables:iptables ss:iproute2 promtool:prometheus zsh:zsh \
+    serf:serf nats-server:nats-server; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool##*:}")
 done
 if ((${#need_apt[@]})); then

@@ -1,17 +1,55 @@
-"""Session-wide fixtures: one Kubernetes cluster for every test that needs one."""
+"""Session-wide fixtures: one Kubernetes cluster for every test that needs one.
+
+Also two rules for the whole run: a skip that tests/skips.py does not allow fails
+the test, and SIGTERM (a CI timeout) or SIGINT becomes a normal interruption, so
+every fixture's teardown runs and nothing the run started is left behind.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import pytest
 
+from tests import skips
 from tests.support.cluster import ClusterUnderTest, start_cluster, stop_cluster, temporary_namespace
 from tests.support.netfault import NetworkPartition, iptables_available
 from tests.support.waiting import wait_for
 
 CRD_DIR = Path(__file__).resolve().parents[1] / "crds"
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    # Further signals must not cut the teardown short (it stops what the run started).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt(f"interrupted by signal {signum}: tearing down")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _interrupt)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    longrepr = report.longrepr
+    reason = str(longrepr[2] if isinstance(longrepr, tuple) else longrepr).removeprefix("Skipped: ")
+    problem = skips.refusal(reason, os.environ)
+    if problem:
+        report.outcome = "failed"
+        report.longrepr = problem
 
 
 @pytest.fixture(scope="session")

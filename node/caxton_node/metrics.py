@@ -81,6 +81,13 @@ class NodeMetrics:
             "caxton_cluster_gossip_convergence_seconds", "Time the last membership change took to spread",
             registry=r,
         )
+        # The peer channel: what really crossed to or from another node (a `remote` route only
+        # queues), and repeats the receiver dropped (retries after a lost ack).
+        self.peer_messages = Counter("caxton_peer_messages", "Messages over the peer channel",
+                                     ["direction"], registry=r)
+        self.peer_sent = self.peer_messages.labels("sent")
+        self.peer_received = self.peer_messages.labels("received")
+        self.peer_duplicates = self.peer_messages.labels("duplicate")
         # Hot paths keep their labelled children.
         self.routed_local = self.messages_routed.labels("local")
         self.routed_mailbox = self.messages_routed.labels("mailbox")

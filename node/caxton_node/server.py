@@ -125,12 +125,13 @@ def start_clustering(config: Config, node: Node, api_host: str, api_port: int) -
                                                      [server_tls, client_tls])
     membership = Membership(
         node.id, bind=split_host_port(cluster.bind_addr, 7946), advertise=advertise, keyring=keyring,
-        config=swim_config, seeds=list(cluster.seeds),
+        config=swim_config, seeds=list(cluster.seeds), key_file=key_file,
         meta=lambda: {"api": f"http://{api_advertised}:{api_port}", "version": node.version,
                       "agents": len(node.router.agents), "load": load_level(node.router.queue_depth()),
                       "names": forwarder.names()},
     )
     channel = ChannelServer(split_host_port(cluster.bind_addr, 7946), forwarder.receive, server_tls)
+    channel.on_duplicate = node.metrics.peer_duplicates.inc
     if client_tls is not None:
         membership.join_via = forwarder.join_over_channel
         channel.join_handler = membership.handle_join

@@ -68,7 +68,11 @@ def start_cluster(state_root: Path) -> ClusterUnderTest:
     settings = Settings(ports=Ports(apiserver=free_port()), crash_backoff_seconds=1.0,
                         pod_ip_first=f"{net}.1.2", pod_ip_last=f"{net}.1.254", dns_ip=f"{net}.53.2")
     plane = ControlPlane(Layout(state_root / "local"), settings)
-    plane.up(log=lambda message: print(message, flush=True))
+    try:
+        plane.up(log=lambda message: print(message, flush=True))
+    except BaseException:  # a failed or interrupted start stops the parts it started
+        plane.down(purge=True, log=lambda message: None)
+        raise
     return ClusterUnderTest(
         kubeconfig=plane.kubeconfig,
         kubectl_path=str(plane.layout.bin / "kubectl"),

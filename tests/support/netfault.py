@@ -45,6 +45,13 @@ class NetworkPartition:
         self._run("-A", self.chain, "-d", address, "-p", "tcp", "--dport", str(port), "-j", "REJECT",
                   "--reject-with", "tcp-reset")
 
+    def drop(self, source: str, destination: str, *, protocol: str = "all", source_port: int = 0) -> None:
+        """Drops packets from `source` to `destination` only (one direction), e.g. protocol="udp"
+        for gossip alone, or protocol="tcp", source_port=7946 for what a peer-channel server
+        answers (its acks) while the frames sent to it still arrive."""
+        port = ["--sport", str(source_port)] if source_port else []
+        self._run("-A", self.chain, "-s", source, "-d", destination, "-p", protocol, *port, "-j", "DROP")
+
     def heal(self) -> None:
         self._run("-F", self.chain)
 

@@ -43,6 +43,7 @@ class NodeProcess:
     address: str
     root: Path
     extra_config: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # e.g. CAXTON_VERSION, as the image tag sets it
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -77,6 +78,9 @@ class NodeProcess:
             "node": {"id": self.node_id, "data_dir": str(self.root / "data"),
                      "api_addr": f"{self.address}:8080", "metrics_addr": f"{self.address}:9090"},
             "security": {"api": {"token_file": str(self.token_file)}},
+            # The default 10 ms wall-clock deadline trips on a loaded machine; tests that are about
+            # deadlines set their own per agent.
+            "agents": {"deadline": "5s"},
         }
         for key, value in self.extra_config.items():
             config.setdefault(key, {}).update(value)
@@ -87,7 +91,7 @@ class NodeProcess:
         with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "caxton_cli", "server", "start", "--config", str(self.config_file)],
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
             )
 
         def healthy() -> bool:
@@ -98,7 +102,8 @@ class NodeProcess:
             except httpx.HTTPError:
                 return False
 
-        wait_for(healthy, timeout=90, what=f"node {self.node_id} to answer /healthz")
+        # A loaded CI machine can take tens of seconds to import and start a node: wait generously.
+        wait_for(healthy, timeout=120, what=f"node {self.node_id} to answer /healthz")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc is None:
@@ -160,8 +165,10 @@ def issue_node_cert(ca_dir: Path, node_id: str) -> dict[str, Any]:
 
 
 def cluster_node(factory: NodeFactory, key: Path, seeds: list[str], expect: int, *,
-                 ca_dir: Path | None = None, **cluster: Any) -> NodeProcess:
+                 ca_dir: Path | None = None, start: bool = True, version: str = "", **cluster: Any) -> NodeProcess:
     node = factory(start=False)
+    if version:
+        node.env["CAXTON_VERSION"] = version
     # One API token per cluster, as the operator does: members call each other's API.
     shared_token = key.with_name("api-token")
     if not shared_token.exists():
@@ -177,7 +184,8 @@ def cluster_node(factory: NodeFactory, key: Path, seeds: list[str], expect: int,
                     **cluster},
         "partition": {"detection_timeout": "2s"},
     }
-    node.start()
+    if start:
+        node.start()
     return node
 
 

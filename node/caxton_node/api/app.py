@@ -38,7 +38,7 @@ from caxton_node.messages import MessageError, decode_message
 from caxton_node.node import Node, NodeError
 from caxton_node.routing.mailboxes import TooManyLongPolls
 from caxton_node.routing.router import QueueFull, UnknownReceiver
-from caxton_node.verify import verify_cluster
+from caxton_node.verify import local_view, verify_cluster
 
 MAX_MODULE_BYTES = 32 * 2**20
 # The deploy body carries the module in base64 (4/3 of its size) plus a little JSON.
@@ -350,6 +350,11 @@ def create_app(node: Node, token: str | None) -> Edge:
             except httpx.HTTPError as err:
                 result["error"] = str(err)
         return result
+
+    @app.get("/v1/cluster/view", response_model=models.ClusterView, responses=_errors())
+    def view() -> dict[str, Any]:
+        """What this member runs and sees: what `cluster verify` compares across members."""
+        return local_view(node)
 
     @app.get("/v1/cluster/verify", response_model=models.Verification, responses=_errors())
     def verify() -> dict[str, Any]:

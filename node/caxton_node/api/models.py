@@ -205,9 +205,16 @@ class PartitionView(Reply):
 
 
 class Performance(Reply):
+    """Figures are null when nothing was measured (no message routed, no gossip probe)."""
+
     node: str
-    routingP50Ms: float
-    routingP99Ms: float
+    routingP50Ms: float | None
+    routingP99Ms: float | None
+    messagesObserved: int
+    gossipRttP50Ms: float | None
+    gossipRttP90Ms: float | None
+    gossipRttP99Ms: float | None
+    gossipProbesObserved: int
 
 
 class Event(Reply):
@@ -221,6 +228,17 @@ class Ping(Reply):
     node: str
     state: str
     reachable: bool
+
+
+class ClusterView(Reply):
+    """One member's own view, as `cluster verify` compares it with the others'."""
+
+    node: str
+    version: str
+    agents: list[str]
+    mailboxes: list[str]
+    members: dict[str, dict[str, str]]
+    directory: dict[str, list[str]]
 
 
 class Verification(Reply):

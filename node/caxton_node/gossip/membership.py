@@ -7,21 +7,32 @@ keeps trying to join, so pods may start in any order.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import select
 import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from caxton_node.gossip.swim import Addr, Member, State, Swim, SwimConfig
-from caxton_node.gossip.transport import MAX_PACKET, Keyring
+from caxton_node.gossip.transport import MAX_PACKET, Keyring, KeyringError
 
 log = logging.getLogger("caxton.gossip")
 
 JOIN_RETRY = 1.0
 TICK = 0.02
+KEY_CHECK_INTERVAL = 2.0  # seconds between looks at the gossip key file
+
+
+def _digest(path: Path | None) -> bytes:
+    try:
+        return hashlib.sha256(path.read_bytes()).digest() if path is not None else b""
+    except OSError:
+        return b""
 
 
 def resolve(seed: str, default_port: int = 7946) -> list[Addr]:
@@ -37,8 +48,13 @@ def resolve(seed: str, default_port: int = 7946) -> list[Addr]:
 
 class Membership:
     def __init__(self, node_id: str, *, bind: Addr, advertise: Addr, keyring: Keyring, config: SwimConfig,
-                 seeds: list[str], meta: Callable[[], dict[str, Any]]) -> None:
+                 seeds: list[str], meta: Callable[[], dict[str, Any]], key_file: Path | None = None) -> None:
         self.keyring = keyring
+        # Re-read while running (content, not mtime: a kubelet rewrites Secret files), so a key
+        # rotates in three edits of the file and no restart: add, move first, drop the old one.
+        self.key_file = key_file
+        self._key_stamp = _digest(key_file)
+        self._keys_checked = 0.0
         self.seeds = seeds
         self._meta = meta
         self.swim = Swim(node_id, advertise, config=config, meta=meta(), now=time.monotonic())
@@ -120,6 +136,25 @@ class Membership:
                     self.swim.set_meta(self._meta(), now)
                 self._maybe_join(now)
                 self._send(self.swim.tick(now))
+            self._maybe_reload_keys(now)
+
+    def _maybe_reload_keys(self, now: float) -> None:
+        if self.key_file is None or now - self._keys_checked < KEY_CHECK_INTERVAL:
+            return
+        self._keys_checked = now
+        stamp = _digest(self.key_file)
+        if not stamp or stamp == self._key_stamp:
+            return
+        self._key_stamp = stamp
+        try:
+            keyring = Keyring.from_file(self.key_file)
+        except KeyringError as err:
+            log.warning("gossip key file changed but cannot be used, keeping the current keys: %s", err)
+            return
+        self.keyring = keyring
+        described = keyring.describe()
+        log.info("reloaded the gossip keyring from %s: %d key(s), primary %s", self.key_file,
+                 described["keys"], described["primary"])
 
     def _drain(self, now: float) -> None:
         for _ in range(256):
@@ -153,6 +188,16 @@ class Membership:
             "stateForSeconds": round(now - m.state_since, 1),
             **{k: v for k, v in m.meta.items() if k in ("api", "version", "agents", "load")},
         } for m in sorted(members, key=lambda m: m.id)]
+
+    def snapshot(self) -> list[Member]:
+        """Copies of the members as this node sees them now (consistent with each other)."""
+        with self._lock:
+            return [replace(m, meta=dict(m.meta)) for m in self.swim.members.values()]
+
+    def rtt_samples(self) -> list[float]:
+        """Round trips (seconds) of the recent direct probes, oldest first."""
+        with self._lock:
+            return list(self.swim.probe_rtts)
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -22,11 +22,13 @@ from __future__ import annotations
 import enum
 import math
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 Addr = tuple[str, int]
+PROBE_RTT_SAMPLES = 512
 Packet = dict[str, Any]
 
 
@@ -119,7 +121,8 @@ class Swim:
         self._relays: dict[int, _Relay] = {}
         self._suspectors: dict[str, set[str]] = {}  # suspect id -> members that raised or confirmed it
         self.listeners: list[Listener] = []
-        self.probe_rtts: list[float] = []
+        # Round trips of the recent direct probes: `cluster performance` reports their distribution.
+        self.probe_rtts: deque[float] = deque(maxlen=PROBE_RTT_SAMPLES)
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -287,7 +290,7 @@ class Swim:
             return
         probe = self._probe
         if probe is not None and probe.seq == seq:
-            self.probe_rtts = [*self.probe_rtts[-31:], now - probe.started]
+            self.probe_rtts.append(now - probe.started)
             self._probe = None
             target = self.members.get(probe.target)
             if target is not None:

@@ -4,7 +4,8 @@ Packet layout: version (1 byte) | key id (4 bytes, sha256 of the key) | nonce
 (12 bytes) | ciphertext+tag. The keyring holds the primary key (used to seal)
 and older keys (still accepted), so a key rotates without splitting the
 cluster: add the new key everywhere, make it primary, then drop the old one.
-A packet that fails authentication is dropped and counted, never parsed.
+A packet that fails authentication is dropped and counted, never parsed. The
+node re-reads its key file while it runs (membership.py), so rotating needs no restart.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ class Keyring:
         self._primary = AESGCM(keys[0])
         self._primary_id = _key_id(keys[0])
         self._by_id = {_key_id(k): AESGCM(k) for k in keys}
+
+    def describe(self) -> dict[str, Any]:
+        """The key ids (never the keys): which one seals, how many open."""
+        return {"primary": self._primary_id.hex(), "keys": len(self._by_id)}
 
     @classmethod
     def from_file(cls, path: Path) -> Keyring:

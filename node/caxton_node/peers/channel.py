@@ -146,6 +146,11 @@ class Deduplicator:
                 self._seen.popitem(last=False)
             return True
 
+    def forget(self, msg_id: str) -> None:
+        """A message that was refused (queue full): its retry must be handled, not dropped."""
+        with self._lock:
+            self._seen.pop(msg_id, None)
+
 
 Handler = Callable[[dict[str, Any], str], tuple[bool, str]]
 JoinHandler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -159,6 +164,7 @@ class ChannelServer:
         self.join_handler: JoinHandler | None = None  # set by membership: gossip joins over mTLS
         self.tls = tls
         self.dedup = Deduplicator()
+        self.on_duplicate: Callable[[], None] = lambda: None  # counts repeats dropped (metrics)
         self.refused = 0
         self._sock = socket.create_server(bind, reuse_port=False)
         self._sock.settimeout(0.5)
@@ -203,9 +209,13 @@ class ChannelServer:
                 # With mTLS the certificate names the peer; without, we have only its word.
                 peer = verified or str(frame.get("from", f"{addr[0]}:{addr[1]}"))
                 message = frame["m"]
-                if self.dedup.first_time(str(message.get("id", ""))):
+                msg_id = str(message.get("id", ""))
+                if self.dedup.first_time(msg_id):
                     ok, error = self.handler(message, peer)
+                    if not ok and error == "queue_full":
+                        self.dedup.forget(msg_id)
                 else:
+                    self.on_duplicate()
                     ok, error = True, ""
                 send_frame(conn, {"t": "ack", "seq": frame["seq"], "ok": ok, "err": error})
         except (ConnectionError, OSError, ChannelError, ValueError, KeyError):

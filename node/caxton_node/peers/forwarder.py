@@ -66,6 +66,7 @@ class Forwarder:
         self._minority_since: float | None = None
         self._partitioned = False
         self._replaying = False
+        self._replay_count = 0
         self.certificates: CertificateReloader | None = None  # renewed certificates, loaded live
         self._certs_checked_at = 0.0
         self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
@@ -128,6 +129,7 @@ class Forwarder:
             return False, "queue_full"
         except UnknownReceiver:
             return False, "unknown_receiver"
+        self.node.metrics.peer_received.inc()
         return True, ""
 
     def join_over_channel(self, addr: tuple[str, int], packet: dict[str, Any]) -> dict[str, Any] | None:
@@ -160,7 +162,7 @@ class Forwarder:
                     self._flush_peer(peer, now)
                 if self._replaying and self.queued() == 0:
                     self._replaying = False
-                    log.info("Cluster synchronized")
+                    log.info("Cluster synchronized: outbox empty, %d messages replayed", self._replay_count)
             except Exception:
                 log.exception("forwarder loop failed")
 
@@ -193,6 +195,7 @@ class Forwarder:
         for (msg, _), (ok, error) in zip(batch, results, strict=True):
             if ok:
                 self.node.store.delivered(msg.id)
+                self.node.metrics.peer_sent.inc()
                 done += 1
             elif error == "queue_full":
                 self._retry_at[peer] = now + 0.2
@@ -269,8 +272,11 @@ class Forwarder:
         if self._partitioned:
             self._partitioned = False
             node.read_only_reason = ""
-            log.info("Partition healed, merging state")
-            log.info("Replaying %d queued messages", self.queued())
+            # Nothing is merged: the minority only held messages, so healing is replaying them.
+            log.info("Partition healed: %d of %d members reachable (quorum %d), read-write again",
+                     reachable, expected, quorum)
+            self._replay_count = self.queued()
+            log.info("Replaying %d queued messages", self._replay_count)
             self._replaying = True
             self._retry_at.clear()
             self._wake.set()

@@ -4,6 +4,7 @@ the majority stays healthy, and after the heal every queued message arrives once
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
 from tests.cli.test_direct_mode import caxton
@@ -73,8 +74,11 @@ def test_minority_queues_and_replays_exactly_once_after_heal(
         assert client.get("/v1/agents/echo").json()["handled"] == 51
     wait_for(lambda: not status(writer)["readOnly"], timeout=20, what="the minority to be writable again")
     watched = caxton(writer, "cluster", "watch", "--timeout", "1").stdout
-    for line in ("Partition healed, merging state", "Replaying 50 queued messages", "Cluster synchronized"):
+    assert re.search(r"\[INFO\] Partition healed: [345] of 5 members reachable \(quorum 3\), read-write again",
+                     watched), watched
+    for line in ("Replaying 50 queued messages", "Cluster synchronized: outbox empty, 50 messages replayed"):
         assert f"[INFO] {line}" in watched
+    assert "merg" not in watched  # nothing is merged: the outbox is replayed
     assert caxton(writer, "cluster", "ping", home.node_id).returncode == 0
     wait_for(lambda: caxton(writer, "cluster", "verify").returncode == 0, timeout=20, what="cluster verify OK")
     assert caxton(home, "cluster", "detect-partition").stdout.startswith("No partition")

@@ -189,3 +189,10 @@ def test_a_restarted_member_learns_every_peer_even_when_nothing_changes() -> Non
     net.restart("n3", seed=5)
     net.run(CONFIG.reconnect_interval + CONFIG.push_pull_interval + 2.0)
     assert net.view("n3") == {f"n{i}": State.ALIVE for i in range(4)}
+
+
+def test_probe_round_trips_are_kept_as_a_distribution() -> None:
+    net = Network.formed(3)
+    net.run(20.0)
+    # One probe per period per node: `cluster performance` takes percentiles over all of them.
+    assert len(net.nodes["n0"].probe_rtts) >= 15
