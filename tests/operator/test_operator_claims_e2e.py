@@ -32,7 +32,7 @@ from caxton_local.kube import KubeError
 from caxton_node import pki
 
 from tests.operator.test_operator_e2e import CHART, Proxy, alive, events, helm, kubectl_json
-from tests.support.addresses import test_network
+from tests.support import addresses
 from tests.support.agents import build_example_agents
 from tests.support.cluster import ClusterUnderTest, temporary_namespace
 from tests.support.waiting import wait_for
@@ -106,11 +106,46 @@ def cluster_status(cluster: ClusterUnderTest, ns: str, name: str) -> dict[str, A
     return status
 
 
+def dump(cluster: ClusterUnderTest, ns: str) -> None:
+    """What a failed wait needs to be understood: the namespace's pods and events, the operator's log."""
+    print(cluster.kubectl("get", "pods,statefulsets", "-n", ns, "-o", "wide", check=False).stdout)
+    print(cluster.kubectl("get", "events", "-n", ns, "--sort-by=.lastTimestamp", check=False).stdout[-6000:])
+    if cluster.plane is not None:
+        for pod in kubectl_json(cluster, "get", "pods", "-n", OPERATOR_NS)["items"]:
+            log = cluster.plane.layout.kubelet / "pods" / pod["metadata"]["uid"] / "operator.log"
+            print(log.read_text(errors="replace")[-6000:] if log.exists() else f"no {log}")
+
+
 def wait_status(cluster: ClusterUnderTest, ns: str, name: str, check: Any, what: str,
                 timeout: float = 240) -> dict[str, Any]:
-    result: dict[str, Any] = wait_for(lambda: (s := cluster_status(cluster, ns, name)) and check(s) and s,
-                                      timeout=timeout, what=what, interval=0.5)
+    try:
+        result: dict[str, Any] = wait_for(lambda: (s := cluster_status(cluster, ns, name)) and check(s) and s,
+                                          timeout=timeout, what=what, interval=0.5)
+    except AssertionError:
+        dump(cluster, ns)
+        raise
     return result
+
+
+def agents_on(cluster: ClusterUnderTest, ns: str, pods: list[str]) -> dict[str, str]:
+    """agent id -> node, once every one of `pods` answers."""
+    proxy = Proxy(cluster, ns)
+
+    def ask() -> dict[str, str] | None:
+        found = {}
+        for pod in pods:
+            resp = cluster.kube.raw("GET", f"/api/v1/namespaces/{ns}/pods/{pod}:8080/proxy/v1/agents",
+                                    headers=proxy.headers)
+            if resp.status_code != 200:
+                return None
+            found.update({a["id"]: pod for a in resp.json()})
+        return found
+
+    try:
+        return wait_for(ask, timeout=60, what=f"{', '.join(pods)} to answer")
+    except AssertionError:
+        dump(cluster, ns)
+        raise
 
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -169,7 +204,8 @@ def scoped(crds: ClusterUnderTest, tmp_path_factory: pytest.TempPathFactory) -> 
         servers = []
         for i, ca in enumerate((trusted_ca, untrusted_ca)):
             (tmp / str(i)).mkdir()
-            servers.append(ModuleServer(f"{test_network()}.77.{i + 1}", ca, tmp / str(i), {"echo.wasm": wasm}))
+            address = f"{addresses.test_network()}.77.{i + 1}"
+            servers.append(ModuleServer(address, ca, tmp / str(i), {"echo.wasm": wasm}))
             stack.callback(servers[-1].close)
         scoped = Scoped(c, watched, other, unwatched, wasm, servers[0], servers[1])
         sha = hashlib.sha256(wasm).hexdigest()
@@ -334,9 +370,9 @@ def test_agent_modules_come_from_a_secret_and_an_https_url(scoped: Scoped) -> No
                                      if cond["reason"] == "ModuleUnavailable"), None), timeout=60,
                        what="the untrusted module URL to be refused")
     assert "CERTIFICATE_VERIFY_FAILED" in refused["message"] and scoped.untrusted.url in refused["message"]
+    running = agents_on(c, ns, ["demo-0", "demo-1", "demo-2"])
+    assert {"from-secret-0", "from-url-0"} <= set(running) and "untrusted-url-0" not in running
     proxy = Proxy(c, ns)
-    running = {a["id"] for pod in ("demo-0", "demo-1", "demo-2") for a in proxy.call(pod, "GET", "/v1/agents")}
-    assert {"from-secret-0", "from-url-0"} <= running and "untrusted-url-0" not in running
     for replica, node in placed.items():
         via = next(p for p in ("demo-0", "demo-1", "demo-2") if p != node)
         wait_for(lambda replica=replica, via=via: proxy.echo_round_trip(via, replica, replica),  # type: ignore[misc]
