@@ -138,6 +138,16 @@ class Proxy:
         return any(r["content"]["content"] == content and r["sender"] == receiver for r in replies)
 
 
+def delete_agent(cluster: ClusterUnderTest, ns: str, name: str) -> None:
+    """Deletes a CaxtonAgent and waits for its finalizer (the replicas leave every node)."""
+    deleted = cluster.kubectl("delete", "cxa", name, "-n", ns, "--wait=true", "--timeout=120s", check=False)
+    if deleted.returncode != 0:
+        print(cluster.kubectl("get", "cxa", name, "-n", ns, "-o", "yaml", check=False).stdout)
+        if cluster.plane is not None:
+            print(operator_log(cluster))
+        raise AssertionError(f"deleting CaxtonAgent {name}: {deleted.stderr.strip()}")
+
+
 def plugin(cluster: ClusterUnderTest, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """`kubectl caxton ...`, found by the pinned kubectl on PATH."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
@@ -469,11 +479,11 @@ def test_pause_holds_spec_changes_and_placement_but_certificates_renew(release: 
     wait_for(lambda: agent_status(release, ns, "late").get("readyReplicas") == 1, timeout=60,
              what="the late agent to be placed once the cluster is resumed")
     assert Proxy(release, ns).echo_round_trip("demo-1", "echo-0", "after rotation")
-    release.kubectl("delete", "cxa", "late", "-n", ns, "--wait=true", "--timeout=60s")
+    delete_agent(release, ns, "late")
 
 
 def test_deleting_the_cluster_removes_everything_it_owned(release: ClusterUnderTest, ns: str) -> None:
-    release.kubectl("delete", "cxa", "echo", "-n", ns, "--wait=true", "--timeout=60s")
+    delete_agent(release, ns, "echo")
     assert not any(a["id"].startswith("echo-") for pod in ("demo-0", "demo-1", "demo-2")
                    for a in Proxy(release, ns).call(pod, "GET", "/v1/agents"))
     release.kubectl("delete", "cxc", "demo", "-n", ns, "--wait=true", "--timeout=90s")
