@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 import yaml
-from caxton_local.kube import KubeError
+from caxton_kube import KubeError
 from caxton_node import pki
 
 from tests.operator.test_operator_e2e import CHART, Proxy, alive, helm, kubectl_json
