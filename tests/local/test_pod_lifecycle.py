@@ -155,13 +155,19 @@ def test_failing_liveness_probe_restarts_the_container(pods: Pods) -> None:
              what="the first start")
     first_pid = int(_lines(out / "starts")[0])
     (out / "healthy").unlink()
-    status = wait_for(lambda: (s := pods.get("liveness")["status"]["containerStatuses"][0])["restartCount"] >= 1
-                      and s.get("state", {}).get("running") and s, timeout=60, what="a restart after liveness failed")
+    def restarted() -> dict[str, Any] | None:
+        status: dict[str, Any] = pods.get("liveness")["status"]["containerStatuses"][0]
+        # Running again, and the new process has recorded its start.
+        ok = status["restartCount"] >= 1 and status.get("state", {}).get("running") and len(_lines(out / "starts")) >= 2
+        return status if ok else None
+
+    status = wait_for(restarted, timeout=60, what="a restart after liveness failed")
     starts = _lines(out / "starts")
     assert len(starts) >= 2 and int(starts[-1]) != first_pid
     assert not Path(f"/proc/{first_pid}").exists()
-    assert status["lastState"]["terminated"]["containerID"] == f"process://{first_pid}"
-    assert status["containerID"] == f"process://{starts[-1]}"
+    # (A slow start can fail the probe again before the new process declares itself healthy.)
+    assert status["lastState"]["terminated"]["containerID"] in {f"process://{pid}" for pid in starts[:-1]}
+    assert status["containerID"] in {f"process://{pid}" for pid in starts[1:]}
 
 
 def test_deletion_runs_prestop_then_sigterm_then_sigkill_after_the_grace_period(pods: Pods) -> None:
