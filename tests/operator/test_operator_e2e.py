@@ -325,6 +325,8 @@ def test_killed_node_is_reported_restarted_and_serves_its_agents(release: Cluste
 
 def test_a_partition_is_told_apart_from_a_crash(release: ClusterUnderTest, ns: str,
                                                partition: NetworkPartition) -> None:
+    """A member cut off while its pod runs is a partition; the crash before it (the previous
+    test) left PartitionDetected False, with its transition time unchanged."""
     if not release.has_process_kubelet:
         pytest.skip("iptables on this machine reaches only pods of the process kubelet")
     ips = {p["metadata"]["name"]: p["status"]["podIP"] for p in kubectl_json(release, "get", "pods", "-n", ns)["items"]}
