@@ -246,6 +246,8 @@ def scoped(crds: ClusterUnderTest, tmp_path_factory: pytest.TempPathFactory) -> 
             subprocess.run([c.helm_path, f"--kubeconfig={c.kubeconfig}", "uninstall", RELEASE, "-n", OPERATOR_NS,
                             "--wait", "--timeout", "120s"], capture_output=True, timeout=180)
             c.kube.delete(f"/api/v1/namespaces/{OPERATOR_NS}")
+            wait_for(lambda: c.kube.get_or_none(f"/api/v1/namespaces/{OPERATOR_NS}") is None, timeout=120,
+                     what=f"namespace {OPERATOR_NS} to be gone")
 
 
 # -- the chart -----------------------------------------------------------------------------------------
