@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -41,8 +42,12 @@ def main() -> None:
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     parser.add_argument("--health-port", type=int, default=0, help="serve /healthz for liveness (0: off)")
     parser.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics (0: off)")
+    parser.add_argument("--module-ca-file", type=Path, help="PEM CAs trusted for agent module URLs, "
+                        "besides the public ones")
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.module_ca_file:
+        caxton_operator.handlers.agent.trust_module_ca(args.module_ca_file)
     if args.metrics_port:
         start_http_server(args.metrics_port, "0.0.0.0")
     kopf.run(

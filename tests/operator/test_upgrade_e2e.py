@@ -52,6 +52,9 @@ def release(crds: ClusterUnderTest) -> Iterator[ClusterUnderTest]:
     finally:
         helm(crds, "uninstall", RELEASE, "-n", OPERATOR_NS, "--wait", "--timeout", "120s")
         crds.kube.delete(f"/api/v1/namespaces/{OPERATOR_NS}")
+        # The next module may install into the same namespace, which must not be terminating then.
+        wait_for(lambda: crds.kube.get_or_none(f"/api/v1/namespaces/{OPERATOR_NS}") is None, timeout=180,
+                 what=f"namespace {OPERATOR_NS} to be gone")
 
 
 @pytest.fixture(scope="module")

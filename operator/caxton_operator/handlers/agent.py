@@ -11,11 +11,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import ssl
 import threading
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
+import certifi
 import httpx
 import kopf
 from caxton_node.config import parse_duration, parse_size
@@ -32,6 +35,16 @@ PLURAL = "caxtonagents"
 INTERVAL = 3.0
 MAX_MODULE_BYTES = 32 * 2**20
 _locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)  # one placement at a time per agent
+_url_trust: ssl.SSLContext | None = None
+
+
+def trust_module_ca(ca_file: Path) -> None:
+    """Trusts the CAs in `ca_file` for `spec.module.url`, besides the public ones: modules are
+    often served from inside a company, by a server whose certificate a private CA signed."""
+    global _url_trust
+    context = ssl.create_default_context(cafile=certifi.where())
+    context.load_verify_locations(cafile=str(ca_file))
+    _url_trust = context
 
 
 class ModuleError(Exception):
@@ -58,7 +71,7 @@ def load_module(spec: CaxtonAgentSpec, namespace: str) -> bytes:
     else:
         assert module.url is not None
         try:
-            resp = httpx.get(module.url, timeout=30.0, follow_redirects=True)
+            resp = httpx.get(module.url, timeout=30.0, follow_redirects=True, verify=_url_trust or True)
             resp.raise_for_status()
         except httpx.HTTPError as err:
             raise ModuleError("ModuleUnavailable", f"cannot fetch {module.url}: {err}") from None

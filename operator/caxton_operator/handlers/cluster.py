@@ -50,6 +50,35 @@ def _sts_path(names: Names) -> str:
 
 # -- certificates -----------------------------------------------------------------------------------
 
+class LeftoversPending(kopf.TemporaryError):
+    """Objects under this cluster's names still belong to a deleted CaxtonCluster of the same name."""
+
+
+def _owned_by_another(obj: dict[str, Any] | None, uid: str) -> bool:
+    return obj is not None and any(ref.get("kind") == "CaxtonCluster" and ref.get("uid") != uid
+                                   for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+def check_leftovers(names: Names, uid: str) -> None:
+    """A CaxtonCluster deleted and created again under the same name: the finalizer stopped the
+    old nodes, but the garbage collector removes the old Secrets, ConfigMap, Services and budget
+    only after the old resource is gone. Adopting them would hand the new cluster the old CA and
+    keys, and then lose them to the collector; so the new cluster waits until they are gone."""
+    ns = names.namespace
+    paths = {f"Secret {n}": f"/api/v1/namespaces/{ns}/secrets/{n}" for n in (names.ca, names.tls, names.gossip,
+                                                                               names.token)}
+    paths |= {f"ConfigMap {names.config}": f"/api/v1/namespaces/{ns}/configmaps/{names.config}",
+              f"Service {names.peers_service}": f"/api/v1/namespaces/{ns}/services/{names.peers_service}",
+              f"Service {names.api_service}": f"/api/v1/namespaces/{ns}/services/{names.api_service}",
+              f"PodDisruptionBudget {names.statefulset}":
+                  f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/{names.statefulset}"}
+    found = dict(zip(paths, _LOOKUPS.map(kubeapi.get, paths.values()), strict=True))
+    leftovers = sorted(what for what, obj in found.items() if _owned_by_another(obj, uid))
+    if leftovers:
+        raise LeftoversPending(f"waiting for the garbage collector to remove what a deleted CaxtonCluster "
+                               f"{names.cluster} owned: {', '.join(leftovers)}", delay=1)
+
+
 def _ca(spec: CaxtonClusterSpec, names: Names, owner: dict[str, Any]) -> secrets.pki.KeyPair:
     if spec.tls.ca_secret_name:
         user = kubeapi.get(f"/api/v1/namespaces/{names.namespace}/secrets/{spec.tls.ca_secret_name}")
@@ -61,7 +90,11 @@ def _ca(spec: CaxtonClusterSpec, names: Names, owner: dict[str, Any]) -> secrets
             return secrets.ca_keypair(user)
         except ValueError as err:
             raise kopf.TemporaryError(str(err), delay=10) from None
-    return secrets.ca_keypair(kubeapi.create_once(kubeapi.owned(secrets.ca_secret(names), owner)))
+    stored = kubeapi.create_once(kubeapi.owned(secrets.ca_secret(names), owner))
+    if _owned_by_another(stored, owner["metadata"]["uid"]):
+        raise LeftoversPending(f"waiting for the garbage collector to remove Secret {names.ca} of a deleted "
+                               f"CaxtonCluster {names.cluster}", delay=1)
+    return secrets.ca_keypair(stored)
 
 
 def ensure_certificates(spec: CaxtonClusterSpec, names: Names, body: kopf.Body) -> dt.datetime | None:
@@ -103,6 +136,9 @@ def reconcile(**kwargs: Any) -> None:
 def _reconcile(body: kopf.Body, name: str, namespace: str, spec: CaxtonClusterSpec, logger: logging.Logger) -> None:
     names = Names(name, namespace)
     owner = dict(body)
+    sts = kubeapi.get(_sts_path(names))
+    if sts is None:
+        check_leftovers(names, body.metadata["uid"])
     # Everything the StatefulSet's pods mount is independent: made in parallel, one round trip
     # of latency instead of a dozen (users wait for this on every create).
     steps = [
@@ -199,6 +235,9 @@ def clean_up(**kwargs: Any) -> None:
     pods = kubeapi.client().get(f"/api/v1/namespaces/{names.namespace}/pods", labelSelector=selector)["items"]
     if pods:
         raise kopf.TemporaryError(f"waiting for {len(pods)} node pod(s) to stop", delay=2)
+    # Foreground: the StatefulSet goes after its pods and volumes, so a namesake starts from nothing.
+    if kubeapi.get(_sts_path(names)) is not None:
+        raise kopf.TemporaryError(f"waiting for StatefulSet {names.statefulset} and its volumes to go", delay=1)
 
 
 # -- observe ------------------------------------------------------------------------------------------
@@ -282,6 +321,8 @@ def observe(**kwargs: Any) -> None:
                                             "renewAt": f"{renew_at:%Y-%m-%dT%H:%M:%SZ}"}
             conditions.set("CertificatesReady", True, "Issued",
                            f"{spec.replicas} node certificates; the first expires {not_after:%Y-%m-%dT%H:%M:%SZ}")
+    except LeftoversPending as err:
+        conditions.set("CertificatesReady", False, "WaitingForLeftovers", str(err))
     except kopf.TemporaryError as err:
         conditions.set("CertificatesReady", False, "CertificateAuthorityMissing", str(err))
 
