@@ -16,7 +16,7 @@ from prometheus_client import start_http_server
 
 import caxton_operator.handlers.agent
 import caxton_operator.handlers.cluster
-import caxton_operator.handlers.upgrade  # noqa: F401
+import caxton_operator.handlers.upgrade
 
 
 @kopf.on.startup()
