@@ -15,7 +15,6 @@ import base64
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -32,18 +31,10 @@ from cryptography import x509
 from tests.support.agents import build_example_agents
 from tests.support.cluster import ClusterUnderTest, temporary_namespace
 from tests.support.netfault import NetworkPartition
+from tests.support.operator_release import CHART, OPERATOR_NS, RELEASE, helm, kill_pod_process, operator_release
 from tests.support.waiting import wait_for
 
-CHART = Path(__file__).resolve().parents[2] / "helm" / "caxton-operator"
-RELEASE, OPERATOR_NS = "caxton-operator", "caxton-system"
 OPERATOR_SA = f"system:serviceaccount:{OPERATOR_NS}:{RELEASE}"
-
-
-def helm(cluster: ClusterUnderTest, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([cluster.helm_path, f"--kubeconfig={cluster.kubeconfig}", *args],
-                            capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"helm {' '.join(args)}: {result.stderr}"
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +42,7 @@ def release(crds: ClusterUnderTest) -> Iterator[ClusterUnderTest]:
     if not crds.has_process_kubelet and not os.environ.get("CAXTON_TEST_IMAGES"):
         pytest.skip("the caxton images must be loadable by this cluster's nodes: build them "
                     "(images/Dockerfile), load them (kind load docker-image) and set CAXTON_TEST_IMAGES=1")
-    helm(crds, "install", RELEASE, str(CHART), "-n", OPERATOR_NS, "--create-namespace", "--wait",
-         "--timeout", "180s")
-    try:
-        yield crds
-    finally:
-        helm(crds, "uninstall", RELEASE, "-n", OPERATOR_NS, "--wait", "--timeout", "120s")
-        crds.kube.delete(f"/api/v1/namespaces/{OPERATOR_NS}")
-        # The next module may install into the same namespace, which must not be terminating then.
-        wait_for(lambda: crds.kube.get_or_none(f"/api/v1/namespaces/{OPERATOR_NS}") is None, timeout=120,
-                 what=f"namespace {OPERATOR_NS} to be gone")
+    yield from operator_release(crds)
 
 
 @pytest.fixture(scope="module")
@@ -161,20 +143,7 @@ def plugin(cluster: ClusterUnderTest, *args: str, timeout: float = 60) -> subpro
 
 def kill_node_process(cluster: ClusterUnderTest, ns: str, pod: str) -> int:
     """SIGKILLs the node process of `pod` (found by the pod address the kubelet gave it)."""
-    ip = kubectl_json(cluster, "get", "pod", pod, "-n", ns)["status"]["podIP"]
-    killed = 0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            environ = (proc / "environ").read_bytes().split(b"\0")
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if f"CAXTON_POD_IP={ip}".encode() in environ and b"server" in cmdline:
-            os.kill(int(proc.name), signal.SIGKILL)
-            killed += 1
-    return killed
+    return kill_pod_process(kubectl_json(cluster, "get", "pod", pod, "-n", ns)["status"]["podIP"], b"server")
 
 
 # -- the steps ---------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -28,33 +27,17 @@ from tests.support.agents import build_example_agents
 from tests.support.cluster import ClusterUnderTest, pod_ready, temporary_namespace
 from tests.support.faults import add_faulty_release
 from tests.support.load import LoadReport, MessageLoad
+from tests.support.operator_release import OPERATOR_NS, kill_pod_process, operator_release
 from tests.support.waiting import wait_for
 
-CHART = Path(__file__).resolve().parents[2] / "helm" / "caxton-operator"
-RELEASE, OPERATOR_NS = "caxton-operator", "caxton-system"
 GOSSIP = {"interval": "100ms", "probeInterval": "500ms", "probeTimeout": "200ms"}
-
-
-def helm(cluster: ClusterUnderTest, *args: str, timeout: float = 300) -> None:
-    result = subprocess.run([cluster.helm_path, f"--kubeconfig={cluster.kubeconfig}", *args],
-                            capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"helm {' '.join(args)}: {result.stderr}"
 
 
 @pytest.fixture(scope="module")
 def release(crds: ClusterUnderTest) -> Iterator[ClusterUnderTest]:
     if not crds.has_process_kubelet:
         pytest.skip("upgrade tests use the process kubelet's image table for their faulty releases")
-    helm(crds, "upgrade", "--install", RELEASE, str(CHART), "-n", OPERATOR_NS, "--create-namespace", "--wait",
-         "--timeout", "180s")
-    try:
-        yield crds
-    finally:
-        helm(crds, "uninstall", RELEASE, "-n", OPERATOR_NS, "--wait", "--timeout", "120s")
-        crds.kube.delete(f"/api/v1/namespaces/{OPERATOR_NS}")
-        # The next module may install into the same namespace, which must not be terminating then.
-        wait_for(lambda: crds.kube.get_or_none(f"/api/v1/namespaces/{OPERATOR_NS}") is None, timeout=180,
-                 what=f"namespace {OPERATOR_NS} to be gone")
+    yield from operator_release(crds)
 
 
 @pytest.fixture(scope="module")
@@ -355,20 +338,7 @@ def test_faulty_canaries_roll_back_and_name_the_gate(release: ClusterUnderTest, 
 def _kill_operator(cluster: ClusterUnderTest) -> int:
     """SIGKILLs the operator's process (found by its pod's address); the kubelet restarts it."""
     pod = cluster.kube.get(f"/api/v1/namespaces/{OPERATOR_NS}/pods")["items"][0]
-    ip = pod["status"]["podIP"]
-    killed = 0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            environ = (proc / "environ").read_bytes().split(b"\0")
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if f"CAXTON_POD_IP={ip}".encode() in environ and b"caxton-operator" in cmdline:
-            os.kill(int(proc.name), signal.SIGKILL)
-            killed += 1
-    return killed
+    return kill_pod_process(pod["status"]["podIP"], b"caxton-operator")
 
 
 def _operator_restarts(cluster: ClusterUnderTest) -> int:
