@@ -19,25 +19,19 @@ in a temporary directory and stops it at the end.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
-import subprocess
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from caxton_kube import Kube
 
+from bench.harness import RELEASE_NS, add_cluster_arguments, cluster_with_operator
 from bench.report import Targets, report
 from bench.timing import wait_until
-from tests.support.cluster import ClusterUnderTest, start_cluster, stop_cluster
+from tests.support.cluster import ClusterUnderTest
 
-CHART = Path(__file__).resolve().parents[1] / "helm" / "caxton-operator"
-CRDS = Path(__file__).resolve().parents[1] / "crds"
-RELEASE, RELEASE_NS = "caxton-bench", "caxton-bench"
 TARGETS: Targets = {"cr_to_statefulset_p50_ms": ("<=", 200.0), "cr_to_all_members_alive_s": ("<=", 20.0)}
 POLL = 0.02
 
@@ -51,10 +45,6 @@ class Bench:
     def __init__(self, cluster: ClusterUnderTest) -> None:
         self.cluster = cluster
         self.kube: Kube = cluster.kube
-
-    def helm(self, *args: str) -> None:
-        subprocess.run([self.cluster.helm_path, f"--kubeconfig={self.cluster.kubeconfig}", *args], check=True,
-                       capture_output=True, text=True, timeout=300)
 
     def namespace(self) -> str:
         name = f"bench-{uuid.uuid4().hex[:6]}"
@@ -132,40 +122,18 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--sts-trials", type=int, default=10)
-    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
-    parser.add_argument("--helm", help="helm binary (default: the pinned one, or helm on PATH with KUBECONFIG)")
-    parser.add_argument("--kubectl", help="kubectl binary (same defaults)")
-    parser.add_argument("--json", type=Path)
+    add_cluster_arguments(parser)
     args = parser.parse_args()
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig
-    else:
-        os.environ.pop("KUBECONFIG", None)
-    with tempfile.TemporaryDirectory(prefix="caxton-bench-") as state:
-        cluster = start_cluster(Path(state))
-        cluster.helm_path = args.helm or cluster.helm_path
-        cluster.kubectl_path = args.kubectl or cluster.kubectl_path
+    with cluster_with_operator(args) as cluster:
         bench = Bench(cluster)
-        try:
-            subprocess.run([cluster.kubectl_path, f"--kubeconfig={cluster.kubeconfig}", "apply", "--server-side",
-                            "--force-conflicts", "-f", str(CRDS)], check=True, capture_output=True, timeout=60)
-            print(f"installing the operator with helm ({RELEASE} in {RELEASE_NS})", flush=True)
-            bench.helm("install", RELEASE, str(CHART), "-n", RELEASE_NS, "--create-namespace", "--wait",
-                       "--timeout", "180s")
-            try:
-                print(f"{args.sts_trials} clusters applied for the StatefulSet latency", flush=True)
-                sts = bench.sts_latency(args.sts_trials)
-                runs = []
-                for i in range(args.trials):
-                    runs.append(bench.trial(args.replicas))
-                    print(f"trial {i + 1}: StatefulSet {runs[-1][0] * 1000:.0f} ms, pods Ready {runs[-1][1]:.1f} s, "
-                          f"members alive {runs[-1][2]:.1f} s", flush=True)
-                operator = bench.operator_metrics()
-            finally:
-                bench.helm("uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout", "120s")
-                cluster.kube.delete(f"/api/v1/namespaces/{RELEASE_NS}")
-        finally:
-            stop_cluster(cluster)
+        print(f"{args.sts_trials} clusters applied for the StatefulSet latency", flush=True)
+        sts = bench.sts_latency(args.sts_trials)
+        runs = []
+        for i in range(args.trials):
+            runs.append(bench.trial(args.replicas))
+            print(f"trial {i + 1}: StatefulSet {runs[-1][0] * 1000:.0f} ms, pods Ready {runs[-1][1]:.1f} s, "
+                  f"members alive {runs[-1][2]:.1f} s", flush=True)
+        operator = bench.operator_metrics()
     figures = {
         "cr_to_statefulset_p50_ms": statistics.median(sts) * 1000,
         "cr_to_statefulset_max_ms": max(sts) * 1000,
