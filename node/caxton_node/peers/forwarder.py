@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from caxton_node.messages import Message, MessageError, parse_message
 from caxton_node.peers.channel import CertificateReloader, ChannelError, PeerConnection
@@ -31,7 +31,26 @@ from caxton_node.routing.router import QueueFull, UnknownReceiver
 if TYPE_CHECKING:
     import ssl
 
-    from caxton_node.node import Node
+    from caxton_node.config import Config
+    from caxton_node.gossip.membership import Membership
+    from caxton_node.metrics import NodeMetrics
+    from caxton_node.routing.router import Router
+    from caxton_node.store import Store
+
+
+class ForwardingNode(Protocol):
+    """What the forwarder needs from the node it serves (the node module imports this one, so
+    naming the parts here keeps the dependency one way)."""
+
+    id: str
+    router: Router
+    store: Store
+    metrics: NodeMetrics
+    membership: Membership | None
+    config: Config
+    read_only_reason: str  # the forwarder sets it on the minority side of a partition
+
+    def quorum(self) -> tuple[int, int]: ...
 
 log = logging.getLogger("caxton.peers")
 
@@ -48,7 +67,7 @@ def message_from_wire(data: dict[str, Any]) -> Message:
 
 
 class Forwarder:
-    def __init__(self, node: Node, tls: ssl.SSLContext | None, *, source: str | None = None,
+    def __init__(self, node: ForwardingNode, tls: ssl.SSLContext | None, *, source: str | None = None,
                  max_queued: int = 100_000, max_hold: float = 600.0) -> None:
         self.node = node
         self.tls = tls
