@@ -140,6 +140,9 @@ class Store:
         for column in ("owner TEXT NOT NULL DEFAULT ''", "at_ms INTEGER NOT NULL DEFAULT 0"):
             if column.split()[0] not in columns:
                 self._db.execute(f"ALTER TABLE dead_letters ADD COLUMN {column}")
+        # Rows written before the column existed have no time of their own: their age counts from
+        # now, so an upgrade never prunes the dead letters it finds as if they were ancient.
+        self._db.execute("UPDATE dead_letters SET at_ms = ? WHERE at_ms = 0", (int(time.time() * 1000),))
 
     def _max_queue_seq(self) -> int:
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM queue").fetchone()
