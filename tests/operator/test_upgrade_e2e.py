@@ -223,12 +223,6 @@ class Watcher:
 # -- 1: a 5-node upgrade under load ----------------------------------------------------------------------------------
 
 @pytest.mark.timeout(1500)
-# Known failure, tracked in issue #11: with the node hardening merged, the healthy canary collects
-# `remote_unknown_receiver` dead letters right after its restart (messages it forwards to a peer that
-# no longer hosts the receiver), so the ErrorRate gate rolls a good release back. Messages are not lost
-# (the load is at-least-once); the routing of moved receivers must follow the directory instead.
-@pytest.mark.xfail(reason="issue #11: healthy canary fails ErrorRate on remote_unknown_receiver dead letters",
-                   strict=False)
 def test_five_nodes_upgrade_under_load_without_losing_a_message(release: ClusterUnderTest, ns: str) -> None:
     name = "five"
     make_cluster(release, ns, name, 5, echo=10)

@@ -57,6 +57,7 @@ log = logging.getLogger("caxton.peers")
 BATCH = 64
 CERT_CHECK_INTERVAL = 5.0  # seconds between looks at the certificate files
 MAX_NAMES = 500  # names published per node through gossip
+MOVED_HOLD = 10.0  # seconds a message follows a moved receiver before it is dead-lettered
 
 
 def message_from_wire(data: dict[str, Any]) -> Message:
@@ -86,6 +87,7 @@ class Forwarder:
         self._partitioned = False
         self._replaying = False
         self._replay_count = 0
+        self._refused_since: dict[str, float] = {}  # message id -> first "unknown receiver" from a peer
         self.certificates: CertificateReloader | None = None  # renewed certificates, loaded live
         self._certs_checked_at = 0.0
         self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
@@ -214,11 +216,16 @@ class Forwarder:
         for (msg, _), (ok, error) in zip(batch, results, strict=True):
             if ok:
                 self.node.store.delivered(msg.id)
+                if self._refused_since:
+                    self._refused_since.pop(msg.id, None)
                 self.node.metrics.peer_sent.inc()
                 done += 1
             elif error == "queue_full":
                 self._retry_at[peer] = now + 0.2
                 break
+            elif error == "unknown_receiver" and self._follow_moved(msg, now):
+                self._retry_at[peer] = now + 0.2
+                done += 1
             else:
                 self.node.router._dead(msg, f"remote_{error}")
                 done += 1
@@ -229,6 +236,21 @@ class Forwarder:
                     box.popleft()
         if done:
             self._wake.set()
+
+    def _follow_moved(self, msg: Message, now: float) -> bool:
+        """The peer no longer serves the receiver (it moved, and this node's directory is behind):
+        route the message again, wherever the directory places it by then, for up to MOVED_HOLD
+        seconds from the first refusal; False when that time is up or nobody serves it."""
+        first = self._refused_since.setdefault(msg.id, now)
+        if now - first > MOVED_HOLD:
+            self._refused_since.pop(msg.id, None)
+            return False
+        try:
+            self.node.router.route(msg)
+        except (QueueFull, UnknownReceiver):
+            self._refused_since.pop(msg.id, None)
+            return False
+        return True
 
     def _reroute(self, peer: str, now: float) -> None:
         """The peer is gone: follow re-placed receivers, dead-letter what waited too long."""
