@@ -51,14 +51,17 @@ def test_killed_node_is_suspected_then_failed_and_rejoins(node_factory: NodeFact
         wait_for(lambda w=w: states(w)[victim.node_id] == "failed", timeout=30,  # type: ignore[misc]
                  what=f"{victim.node_id} failed on {w.node_id}")
     # The nodes' own record of each transition, not a poll that might miss a short suspicion.
+    suspicions = []
     for w in watchers:
         changes = [(e["previous"], e["state"], e["ts"]) for e in membership_events(w, victim.node_id)]
         transitions = [(before, after) for before, after, _ in changes]
         # Joined, then suspected (never straight to failed), then failed, each once.
         assert transitions[-2:] == [("alive", "suspect"), ("suspect", "failed")], transitions
-        suspected_at, failed_at = changes[-2][2], changes[-1][2]
-        # Failed only after the configured suspicion timeout, during which it could have refuted.
-        assert failed_at - suspected_at >= SUSPICION_TIMEOUT - 0.01, (w.node_id, failed_at - suspected_at)
+        suspicions.append(changes[-1][2] - changes[-2][2])
+    # Failed only after the configured suspicion timeout, during which it could have refuted. The node
+    # that raised the suspicion times it from its own event; another watcher may hear of the suspicion
+    # later through gossip, so its own window can be shorter.
+    assert max(suspicions) >= SUSPICION_TIMEOUT - 0.01, suspicions
     victim.start()
     wait_all_alive(nodes)
     for w in watchers:
