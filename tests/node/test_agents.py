@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import signal
-import time
 from collections import defaultdict
 from typing import Any
 
 import httpx
 
+from tests.support.agents import collect, send
 from tests.support.nodes import NodeFactory, NodeProcess
 from tests.support.waiting import wait_for
 
@@ -20,25 +20,6 @@ def deploy(client: httpx.Client, agent_id: str, wasm: bytes, **limits: Any) -> h
     return client.post("/v1/agents", json={
         "id": agent_id, "wasm": base64.b64encode(wasm).decode(), "limits": limits,
     })
-
-
-def send(client: httpx.Client, receiver: str, content: Any, *, sender: str = "tester",
-         conversation: str = "") -> dict[str, Any]:
-    message = {"performative": "request", "sender": sender, "receiver": receiver, "content": content}
-    if conversation:
-        message["conversation_id"] = conversation
-    resp = client.post("/v1/messages", json=message)
-    assert resp.status_code == 202, resp.text
-    result: dict[str, Any] = resp.json()
-    return result
-
-
-def collect(client: httpx.Client, mailbox: str, count: int, timeout: float = 60) -> list[dict[str, Any]]:
-    replies: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while len(replies) < count and time.monotonic() < deadline:
-        replies += client.get(f"/v1/mailboxes/{mailbox}", params={"wait": 1, "limit": 10000}).json()
-    return replies
 
 
 def dead_letters(client: httpx.Client) -> list[dict[str, Any]]:
