@@ -407,6 +407,23 @@ def test_lost_hold_on_the_cluster_is_taken_again() -> None:
     assert decision.actions[0] == Acquire()
 
 
+@pytest.mark.parametrize(("case", "partition", "update", "pods_revision", "starts"), [
+    ("settled", 0, "old", "old", True),
+    # A spec change applied with the partition at the top waits for the roller: start it.
+    ("new template held back", 5, "new", "old", True),
+    ("controller free to roll the new template", 0, "new", "old", False),
+    ("partly rolled", 3, "new", "mixed", False),
+])
+def test_an_upgrade_starts_from_a_template_held_back_but_not_from_a_rollout_in_progress(
+        case: str, partition: int, update: str, pods_revision: str, starts: bool) -> None:
+    the_pods = pods() if pods_revision == "old" else pods({3, 4}, new_version="1.2.0", token="x")
+    sts = StatefulSetView(5, "1.2.0", "", partition, rev("1.2.0", "x") if update == "new" else rev("1.2.0"),
+                          rev("1.2.0"))
+    the_world = world(the_pods, version="1.2.0", holder="up", sts=sts)
+    decision = plan(ME, spec(version="1.2.0", restart=True), {}, the_world)
+    assert (decision.status["phase"] == "Canary") is starts, (case, decision.status.get("message"))
+
+
 # -- pause --------------------------------------------------------------------------------------------------------
 
 def test_pause_during_rolling_protects_pods_not_yet_restarted_and_resume_continues() -> None:
@@ -420,6 +437,38 @@ def test_pause_during_rolling_protects_pods_not_yet_restarted_and_resume_continu
     resumed = plan(ME, spec(), still.status, world(the_pods, partition=3))
     assert resumed.status["phase"] == "Rolling" and reasons(resumed) == ["UpgradeResumed"]
     assert resumed.actions == [SetPartition(2)]
+
+
+@pytest.mark.parametrize(("case", "the_pods", "partition", "settled", "expected"), [
+    # The controller has not yet seen the lowered partition: raise it back before it acts.
+    ("partition lowered, controller not there yet", pods({3, 4}), 2, False, [SetPartition(3)]),
+    ("partition lowered, controller saw it", pods({3, 4}), 2, True, [SetPartition(3)]),
+    # The controller already took demo-2 down: it comes back on the new revision, once.
+    ("pod already terminating", pods({3, 4}, p2={"terminating": True}), 2, True, []),
+    ("pod already gone", tuple(p for p in pods({3, 4}) if p.ordinal != 2), 2, True, []),
+    ("pod already back on the new revision", pods({2, 3, 4}), 2, True, []),
+    # Raised before the controller acted, but it had already deleted demo-2: recreated on the old
+    # revision below the partition, it is left alone (resume restarts it).
+    ("pod recreated on the old revision", pods({3, 4}), 3, True, []),
+])
+def test_pause_leaves_in_flight_pods_alone_and_protects_the_rest(
+        case: str, the_pods: tuple[PodView, ...], partition: int, settled: bool, expected: list[Any]) -> None:
+    the_world = world(the_pods, partition=partition)
+    assert the_world.sts is not None
+    the_world = dataclasses.replace(the_world, sts=dataclasses.replace(the_world.sts, settled=settled))
+    paused = plan(ME, spec(paused=True), status("Rolling", step="Restart", batch=["demo-2"]), the_world)
+    assert paused.status["phase"] == "Paused", case
+    assert paused.actions == expected, case
+
+
+def test_pause_in_the_canary_phase_waits_for_the_controller_before_touching_the_partition() -> None:
+    # Before the canary is through the template may just have changed: the update revision in the
+    # status may be stale, so nothing is decided from it.
+    the_world = world(pods(), partition=4)
+    assert the_world.sts is not None
+    the_world = dataclasses.replace(the_world, sts=dataclasses.replace(the_world.sts, settled=False))
+    paused = plan(ME, spec(paused=True), status("Canary", step="Restart"), the_world)
+    assert paused.status["phase"] == "Paused" and paused.actions == []
 
 
 def test_pause_while_pending_waits_and_resumes_to_pending() -> None:

@@ -340,8 +340,11 @@ class _Plan:
             return
         unready = sorted(p.name for p in world.pods if not p.ready)
         members = gates.members_alive(world, sts.replicas, upgraded={})
-        if unready or len(world.pods) < sts.replicas or not members.passing or sts.partition != 0 \
-                or sts.update_revision != sts.current_revision:
+        # A new template held back by the partition (a spec change waiting for the roller) is not a rollout
+        # in progress; pods on another revision, or a template the controller is free to roll, are.
+        rolling = any(p.revision != sts.current_revision for p in world.pods) or (
+            sts.partition < sts.replicas and (sts.partition != 0 or sts.update_revision != sts.current_revision))
+        if unready or len(world.pods) < sts.replicas or not members.passing or rolling:
             why = f"pods not Ready: {', '.join(unready)}" if unready else members.message \
                 if not members.passing else "a previous rollout has not finished"
             self.wait("ClusterNotHealthy", f"an upgrade starts from a healthy cluster: {why}")
@@ -562,6 +565,21 @@ class _Plan:
             lowest = ordinal
         return lowest
 
+    def lowest_in_flight(self) -> int:
+        """The lowest ordinal, counting down from the top, that is on the update revision or that the
+        controller has already taken down for it (terminating or not yet recreated)."""
+        sts = self.world.sts
+        assert sts is not None
+        lowest = sts.replicas
+        for ordinal in range(sts.replicas - 1, -1, -1):
+            pod = self.world.pod(self.pod_name(ordinal))
+            if ordinal < sts.partition and not (pod is not None and self.updated(pod)):
+                break  # below the partition the controller touches nothing
+            if pod is not None and not pod.terminating and not self.updated(pod):
+                break
+            lowest = ordinal
+        return lowest
+
     def succeed(self) -> None:
         started = epoch(self.s.get("startedAt"), self.now)
         self.enter("Succeeded")
@@ -651,9 +669,14 @@ class _Plan:
             self.event("Normal", "UpgradePaused", f"paused in phase {phase}: no pod changes until resumed")
         sts = self.world.sts
         if sts is not None and self.s["pausedFrom"] in ACTIVE:
-            # Pods let through but not restarted yet stay where they are.
-            protect = self.lowest_updated() if self.s["pausedFrom"] != "RollingBack" else sts.replicas
-            if sts.partition < protect and sts.settled:
+            # Pods let through but not touched yet stay where they are; a pod the controller has already
+            # taken down comes back on the revision it was going to. Raising the partition never restarts
+            # a pod, so it is safe even before the controller has seen our last partition change: once the
+            # canary is through, the update revision no longer moves (only the partition does).
+            from_rollback = self.s["pausedFrom"] == "RollingBack"
+            protect = sts.replicas if from_rollback else self.lowest_in_flight()
+            template_stable = self.s["pausedFrom"] in ("Monitoring", "Rolling") and self.template_is_target()
+            if sts.partition < protect and (sts.settled or template_stable):
                 self.act(SetPartition(protect))
         self.wait("Paused", f"paused in phase {self.s['pausedFrom']}: set spec.paused to false "
                             "(kubectl caxton cluster upgrade resume) to continue")
