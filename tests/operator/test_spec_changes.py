@@ -55,3 +55,25 @@ def test_scaling_keeps_the_pod_template_so_nobody_restarts() -> None:
     templates = {_objects(_merge(BASE, {"replicas": n}))["pod-template"]["metadata"]["annotations"][
         "caxton.dev/config-hash"] for n in (1, 3, 4, 7)}
     assert len(templates) == 1
+
+
+@pytest.mark.parametrize(("change", "restarts"), [
+    ({"replicas": 5}, False),
+    ({"version": "1.3.0"}, False),  # the roller's business: the version upgrade restarts every node anyway
+    ({"rebalance": {"strategy": "none"}}, False),
+    ({"gossip": {"probeInterval": "2s"}}, True),
+    ({"resources": {"limits": {"memory": "1Gi"}}}, True),
+    ({"image": "registry.example/caxton-node"}, True),
+])
+def test_a_template_change_is_told_apart_from_what_only_the_roller_sets(change: dict[str, Any],
+                                                                         restarts: bool) -> None:
+    before = workload.statefulset(CaxtonClusterSpec.model_validate(BASE), NAMES)
+    after = workload.statefulset(CaxtonClusterSpec.model_validate(_merge(BASE, change)), NAMES)
+    assert workload.template_changed(before, after) is restarts
+
+
+def test_a_restart_token_is_not_a_template_change() -> None:
+    spec = CaxtonClusterSpec.model_validate(BASE)
+    plain = workload.statefulset(spec, NAMES)
+    restarted = workload.statefulset(spec, NAMES, workload.Rollout("1.2.0", partition=2, restart_token="up"))
+    assert not workload.template_changed(plain, restarted)

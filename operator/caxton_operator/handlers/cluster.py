@@ -8,6 +8,7 @@ even while reconciliation is paused), and turns every transition into an Event.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -153,15 +154,23 @@ def _reconcile(body: kopf.Body, name: str, namespace: str, spec: CaxtonClusterSp
     for future in futures:
         future.result()  # raises what the step raised
     with marks.cluster_lock(namespace, name):  # the roller writes the same StatefulSet
-        sts = _apply_workload(body, spec, names, logger)
-    if sts is not None and normalize(spec.version) != normalize(workload.Rollout.of(sts).version):
-        _roll_version(body, spec, names, workload.Rollout.of(sts).version)
+        sts, template_changed = _apply_workload(body, spec, names, logger)
+    if sts is None:
+        return
+    running = workload.Rollout.of(sts).version
+    if normalize(spec.version) != normalize(running):
+        _roll_version(body, spec, names, running)  # it restarts every node: the new template comes with it
+    elif template_changed:
+        _roll_template(body, names, running)
 
 
 def _apply_workload(body: kopf.Body, spec: CaxtonClusterSpec, names: Names,
-                    logger: logging.Logger) -> dict[str, Any] | None:
+                    logger: logging.Logger) -> tuple[dict[str, Any] | None, bool]:
     """Scales (moving agents off leaving nodes first) and applies the StatefulSet, keeping the
-    version, restart token and partition it has: only the roller changes those."""
+    version, restart token and partition it has: only the roller changes those. A new pod
+    template (config, resources, image) goes in with the partition at the top, so the
+    StatefulSet controller restarts nobody; the roller then restarts the nodes drained.
+    Returns the StatefulSet as it was, and whether its pod template changed."""
     owner, namespace, name = dict(body), names.namespace, names.cluster
     sts = kubeapi.get(_sts_path(names))
     current = int(sts["spec"]["replicas"]) if sts else 0
@@ -178,13 +187,23 @@ def _apply_workload(body: kopf.Body, spec: CaxtonClusterSpec, names: Names,
     elif sts is not None and current < spec.replicas:
         kopf.event(body, type="Normal", reason="ScalingUp", message=f"{current} -> {spec.replicas} nodes")
     rollout = workload.Rollout.of(sts) if sts is not None else workload.Rollout(spec.version)
-    kubeapi.apply(kubeapi.owned(workload.statefulset(spec, names, rollout), owner))
+    desired = workload.statefulset(spec, names, rollout)
+    changed = sts is not None and workload.template_changed(sts, desired)
+    if changed:
+        holder = marks.annotations_of(body).get(marks.UPGRADE, "")
+        if holder and upgrade_active(namespace, holder):
+            # Applied now, the controller would restart the pods above the roller's partition undrained.
+            raise kopf.TemporaryError(f"the pod template change waits for CaxtonUpgrade {holder} to finish",
+                                      delay=15)
+        desired = workload.statefulset(spec, names, dataclasses.replace(
+            rollout, partition=max(rollout.partition, spec.replicas)))
+    kubeapi.apply(kubeapi.owned(desired, owner))
     if sts is None:
         kopf.event(body, type="Normal", reason="Provisioning",
                   message=f"created the StatefulSet: {spec.replicas} nodes of version {spec.version}")
     logger.info("applied the resources of %s/%s (%d replicas, version %s)", namespace, name, spec.replicas,
                 rollout.version)
-    return sts
+    return sts, changed
 
 
 def upgrade_path(namespace: str, name: str = "") -> str:
@@ -207,20 +226,38 @@ def _roll_version(body: kopf.Body, spec: CaxtonClusterSpec, names: Names, runnin
     # One per edit (the generation): editing back and forth again is a new upgrade, not a finished one.
     version = normalize(spec.version).replace(".", "-").lower()
     upgrade_name = f"{names.cluster[:40]}-to-{version}"[:55].rstrip("-") + f"-g{body.metadata.get('generation', 0)}"
+    if _create_implicit_upgrade(body, names, upgrade_name, {
+            "version": spec.version, "reason": f"spec.version of {names.cluster} changed"}):
+        kopf.event(body, type="Normal", reason="VersionChange",
+                   message=f"spec.version {running} -> {spec.version}: rolling through CaxtonUpgrade {upgrade_name}")
+
+
+def _create_implicit_upgrade(body: kopf.Body, names: Names, upgrade_name: str, spec: dict[str, Any]) -> bool:
+    """A CaxtonUpgrade the cluster owns, without a canary hold; False if this edit made it already."""
     upgrade = {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "CaxtonUpgrade",
         "metadata": {"name": upgrade_name, "namespace": names.namespace, "labels": {marks.IMPLICIT: "true"}},
-        "spec": {"clusterRef": {"name": names.cluster}, "version": spec.version, "canary": {"duration": "0s"},
-                 "batchSize": 1, "autoRollback": True, "reason": f"spec.version of {names.cluster} changed"},
+        "spec": {"clusterRef": {"name": names.cluster}, "canary": {"duration": "0s"}, "batchSize": 1,
+                 "autoRollback": True, **spec},
     }
     try:
         kubeapi.client().create(upgrade_path(names.namespace), kubeapi.owned(upgrade, dict(body)))
     except kubeapi.KubeError as err:
         if err.status == 409:
-            return  # made already for this generation
+            return False  # made already for this generation
         raise
-    kopf.event(body, type="Normal", reason="VersionChange",
-               message=f"spec.version {running} -> {spec.version}: rolling through CaxtonUpgrade {upgrade_name}")
+    return True
+
+
+def _roll_template(body: kopf.Body, names: Names, running: str) -> None:
+    """The pod template changed (config, resources, image): a rolling restart through the roller,
+    as for spec.version, so no node restarts undrained."""
+    upgrade_name = f"{names.cluster[:40]}-restart-g{body.metadata.get('generation', 0)}"
+    _create_implicit_upgrade(body, names, upgrade_name, {
+        "version": running, "restart": True,
+        "reason": f"the pod template of {names.cluster} changed (configuration, resources or image)"})
+    kopf.event(body, type="Normal", reason="TemplateChange",
+               message=f"the pod template changed: restarting the nodes through CaxtonUpgrade {upgrade_name}")
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

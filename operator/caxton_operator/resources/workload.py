@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,10 @@ from caxton_operator.resources.nodeconfig import (
 Obj = dict[str, Any]
 PORTS = (("api", 8080), ("gossip", 7946), ("metrics", 9090))
 RESTART_ANNOTATION = "caxton.dev/restarted-by"
+# A hash of the pod template without the fields only the roller sets (image tag, restart token):
+# when it changes, the nodes need a restart, and the roller (drain, gates) does it, not the
+# StatefulSet controller.
+TEMPLATE_HASH = "caxton.dev/template-hash"
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,7 @@ def statefulset(spec: CaxtonClusterSpec, names: Names, rollout: Rollout | None =
     }
     if resources:
         container["resources"] = resources
-    return {
+    sts: Obj = {
         "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(names, names.statefulset),
         "spec": {
             "serviceName": names.peers_service,
@@ -153,3 +159,21 @@ def statefulset(spec: CaxtonClusterSpec, names: Names, rollout: Rollout | None =
             "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": dict(names.labels)}, "spec": storage}],
         },
     }
+    template = sts["spec"]["template"]
+    template["metadata"]["annotations"][TEMPLATE_HASH] = _template_hash(template, spec.image)
+    return sts
+
+
+def _template_hash(template: Obj, image: str) -> str:
+    bare = json.loads(json.dumps(template))
+    bare["metadata"]["annotations"].pop(RESTART_ANNOTATION, None)
+    bare["spec"]["containers"][0]["image"] = image
+    return hashlib.sha256(json.dumps(bare, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def template_changed(current: Obj, desired: Obj) -> bool:
+    """Whether applying `desired` would give the running StatefulSet `current` a pod template
+    that needs the nodes restarted (anything but the version and restart token)."""
+    def of(sts: Obj) -> str:
+        return str(((sts["spec"]["template"].get("metadata") or {}).get("annotations") or {}).get(TEMPLATE_HASH, ""))
+    return of(current) != of(desired)
