@@ -16,6 +16,7 @@ import httpx
 
 from caxton_kube import kubeconfig
 from caxton_kube.errors import KubeError, Obj
+from caxton_kube.verbs import RestVerbs
 
 __all__ = ["Kube", "KubeError", "Obj"]
 
@@ -35,7 +36,7 @@ class _TokenFile(httpx.Auth):
         yield request
 
 
-class Kube:
+class Kube(RestVerbs):
     """One connection pool to one API server; safe to share between threads.
 
     Without a kubeconfig path, inside a pod: its service account; elsewhere: $KUBECONFIG
@@ -63,59 +64,6 @@ class Kube:
 
     def close(self) -> None:
         self._http.close()
-
-    def _check(self, resp: httpx.Response) -> Obj:
-        if resp.status_code >= 400:
-            try:
-                body = resp.json()
-                raise KubeError(resp.status_code, body.get("message", resp.text), body.get("reason", ""))
-            except (json.JSONDecodeError, AttributeError):
-                raise KubeError(resp.status_code, resp.text) from None
-        if not resp.content:
-            return {}
-        result: Obj = resp.json()
-        return result
-
-    def get(self, path: str, **params: Any) -> Obj:
-        return self._check(self._http.get(path, params=params))
-
-    def get_or_none(self, path: str, **params: Any) -> Obj | None:
-        try:
-            return self.get(path, **params)
-        except KubeError as err:
-            if err.status == 404:
-                return None
-            raise
-
-    def create(self, path: str, body: Obj) -> Obj:
-        return self._check(self._http.post(path, json=body))
-
-    def patch(self, path: str, body: Obj | list[Obj], *, kind: str = "merge") -> Obj:
-        content_type = {
-            "merge": "application/merge-patch+json",
-            "strategic": "application/strategic-merge-patch+json",
-            "json": "application/json-patch+json",
-        }[kind]
-        return self._check(self._http.patch(
-            path, content=json.dumps(body), headers={"Content-Type": content_type}
-        ))
-
-    def apply(self, path: str, body: Obj, *, manager: str) -> Obj:
-        """Server-side apply: only the fields `manager` sets are touched, and re-applying the
-        same object changes nothing."""
-        return self._check(self._http.patch(
-            path, content=json.dumps(body), params={"fieldManager": manager, "force": "true"},
-            headers={"Content-Type": "application/apply-patch+yaml"},
-        ))
-
-    def put(self, path: str, body: Obj) -> Obj:
-        return self._check(self._http.put(path, json=body))
-
-    def delete(self, path: str, body: Obj | None = None) -> Obj | None:
-        resp = self._http.request("DELETE", path, json=body)
-        if resp.status_code == 404:
-            return None
-        return self._check(resp)
 
     def raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return self._http.request(method, path, **kwargs)

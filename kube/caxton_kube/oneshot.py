@@ -18,10 +18,8 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from caxton_kube import kubeconfig
-from caxton_kube.errors import KubeError, KubeUnreachable, Obj
-
-PATCH_TYPES = {"merge": "application/merge-patch+json", "strategic": "application/strategic-merge-patch+json",
-               "json": "application/json-patch+json"}
+from caxton_kube.errors import KubeUnreachable
+from caxton_kube.verbs import RestVerbs
 
 
 class Response:
@@ -38,7 +36,7 @@ class Response:
         return json.loads(self.content)
 
 
-class OneShotKube:
+class OneShotKube(RestVerbs):
     def __init__(self, kubeconfig_path: str | None = None, *, context: str | None = None,
                  timeout: float = 30.0) -> None:
         self._creds = kubeconfig.credentials(kubeconfig_path, context=context)
@@ -93,46 +91,6 @@ class OneShotKube:
                                               ConnectionResetError)
                 if not (reused and closed_meanwhile):  # a kept-alive connection gone stale: once more, afresh
                     raise KubeUnreachable(f"{self.server}: {err}") from None
-
-    def _check(self, resp: Response) -> Obj:
-        if resp.status_code >= 400:
-            try:
-                body = resp.json()
-                raise KubeError(resp.status_code, body.get("message", resp.text), body.get("reason", ""))
-            except (ValueError, AttributeError):
-                raise KubeError(resp.status_code, resp.text) from None
-        result: Obj = resp.json() if resp.content else {}
-        return result
-
-    def get(self, path: str, **params: Any) -> Obj:
-        return self._check(self.raw("GET", path, params=params))
-
-    def get_or_none(self, path: str, **params: Any) -> Obj | None:
-        try:
-            return self.get(path, **params)
-        except KubeError as err:
-            if err.status == 404:
-                return None
-            raise
-
-    def create(self, path: str, body: Obj) -> Obj:
-        return self._check(self.raw("POST", path, json=body))
-
-    def patch(self, path: str, body: Obj | list[Obj], *, kind: str = "merge") -> Obj:
-        return self._check(self.raw("PATCH", path, content=_json_bytes(body),
-                                    headers={"Content-Type": PATCH_TYPES[kind]}))
-
-    def apply(self, path: str, body: Obj, *, manager: str) -> Obj:
-        """Server-side apply, as `Kube.apply`."""
-        return self._check(self.raw("PATCH", path, content=_json_bytes(body),
-                                    params={"fieldManager": manager, "force": "true"},
-                                    headers={"Content-Type": "application/apply-patch+yaml"}))
-
-    def delete(self, path: str, body: Obj | None = None) -> Obj | None:
-        resp = self.raw("DELETE", path, json=body)
-        if resp.status_code == 404:
-            return None
-        return self._check(resp)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
