@@ -39,3 +39,8 @@ def check_fuel(fuel: int | None) -> None:
 def check_deadline(seconds: float) -> None:
     if not DEADLINE_MIN <= seconds <= DEADLINE_MAX:
         raise ValueError(f"deadline must be between {DEADLINE_MIN_TEXT} and {DEADLINE_MAX_TEXT}, not {seconds}s")
+
+
+# POST /v1/messages/batch: many messages in one request, one acknowledgement (and one flush).
+BATCH_MESSAGES_MAX = 1000
+BATCH_BODY_BYTES = 8 * 2**20

@@ -123,3 +123,29 @@ def decode_message(raw: bytes, *, max_bytes: int, **kwargs: Any) -> Message:
     except jsontext.JsonRejected as err:
         raise MessageError(f"message refused: {err}") from None
     return parse_message(data, **kwargs)
+
+
+def decode_batch(raw: bytes, *, max_bytes: int, max_count: int) -> list[Message | MessageError]:
+    """A JSON array of messages, each checked on its own: a refused one is returned as its
+    error, in its place, so the others still go. The array itself must be well-formed."""
+    try:
+        data = jsontext.loads(raw)
+    except jsontext.JsonRejected as err:
+        raise MessageError(f"batch refused: {err}") from None
+    if not isinstance(data, list):
+        raise MessageError("a batch must be a JSON array of messages")
+    if not data:
+        raise MessageError("a batch must hold at least one message")
+    if len(data) > max_count:
+        raise MessageError(f"a batch of {len(data)} messages exceeds the limit of {max_count}")
+    out: list[Message | MessageError] = []
+    for item in data:
+        try:
+            msg = parse_message(item)
+        except MessageError as err:
+            out.append(err)
+            continue
+        size = len(msg.encode())
+        out.append(msg if size <= max_bytes else MessageError(
+            f"message of {size} bytes exceeds the limit of {max_bytes} bytes"))
+    return out

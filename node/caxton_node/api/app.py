@@ -33,8 +33,8 @@ from caxton_node.api import models
 from caxton_node.api.dump_paths import DumpForbidden, dump_target, prepare
 from caxton_node.api.edge import ApiError, Edge, EdgeJSONResponse, EdgeRoute
 from caxton_node.config import parse_duration, parse_size
-from caxton_node.limits import check_deadline, check_memory
-from caxton_node.messages import MessageError, decode_message
+from caxton_node.limits import BATCH_BODY_BYTES, BATCH_MESSAGES_MAX, check_deadline, check_memory
+from caxton_node.messages import Message, MessageError, decode_batch, decode_message
 from caxton_node.node import Node, NodeError
 from caxton_node.routing.mailboxes import TooManyLongPolls
 from caxton_node.routing.router import QueueFull, UnknownReceiver
@@ -186,15 +186,14 @@ def create_app(node: Node, token: str | None) -> Edge:
 
     # -- messages -----------------------------------------------------------------------------
 
-    def accept(raw: bytes) -> Response:
-        accepted = time.perf_counter()
+    def refused(err: MessageError) -> ApiError:
+        return ApiError(413 if "exceeds the limit" in str(err) else 400, "invalid_message", str(err))
+
+    def check_circuit() -> None:
         if node.router.circuit_open:
             raise ApiError(503, "circuit_open", "the circuit breaker is active: caxton circuit-breaker reset")
-        try:
-            msg = decode_message(raw, max_bytes=max_bytes)
-        except MessageError as err:
-            status = 413 if "exceeds the limit" in str(err) else 400
-            raise ApiError(status, "invalid_message", str(err)) from None
+
+    def route(msg: Message, accepted: float) -> dict[str, Any]:
         node.router.open_mailbox(msg.sender)
         try:
             where = node.router.route(msg, accepted_at=accepted)
@@ -202,10 +201,38 @@ def create_app(node: Node, token: str | None) -> Edge:
             raise ApiError(429, "queue_full", str(err)) from None
         except UnknownReceiver as err:
             raise ApiError(404, "unknown_receiver", str(err)) from None
+        return {"id": msg.id, "conversation_id": msg.conversation_id, "routed": where}
+
+    def accept(raw: bytes) -> Response:
+        accepted = time.perf_counter()
+        check_circuit()
+        try:
+            msg = decode_message(raw, max_bytes=max_bytes)
+        except MessageError as err:
+            raise refused(err) from None
+        routed = route(msg, accepted)
         if at_least_once:
             node.store.flush()  # the 202 is the acknowledgement: the message is on disk
-        return EdgeJSONResponse({"id": msg.id, "conversation_id": msg.conversation_id, "routed": where},
-                                status_code=202)
+        return EdgeJSONResponse(routed, status_code=202)
+
+    def accept_batch(raw: bytes) -> Response:
+        accepted = time.perf_counter()
+        check_circuit()
+        try:
+            items = decode_batch(raw, max_bytes=max_bytes, max_count=BATCH_MESSAGES_MAX)
+        except MessageError as err:
+            raise refused(err) from None
+        results: list[dict[str, Any]] = []
+        for item in items:
+            try:
+                if isinstance(item, MessageError):
+                    raise refused(item)
+                results.append({"status": 202, **route(item, accepted)})
+            except ApiError as err:
+                results.append({"status": err.status, "code": err.code, "message": err.message})
+        if at_least_once and any(r["status"] == 202 for r in results):
+            node.store.flush()  # one write for the whole batch, before the acknowledgement
+        return EdgeJSONResponse(results, status_code=202)
 
     @app.post("/v1/messages", status_code=202, response_model=models.Accepted,
               responses=_errors(400, 404, 413, 429, 503),
@@ -214,6 +241,17 @@ def create_app(node: Node, token: str | None) -> Edge:
     async def send(request: Request) -> Response:
         # Parsed by hand (messages.decode_message), not by pydantic: this is the hot path.
         return accept(await request.body())
+
+    @app.post("/v1/messages/batch", status_code=202, response_model=list[models.BatchItem],
+              responses=_errors(400, 413, 503),
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+                  "type": "array", "minItems": 1, "maxItems": BATCH_MESSAGES_MAX,
+                  "items": {"$ref": "#/components/schemas/MessageIn"}}}}}})
+    async def send_batch(request: Request) -> Response:
+        """Up to 1000 messages in one request, routed in order, with one acknowledgement: each
+        gets its own result in its place (202 with its id, or the status and reason a single
+        POST would have had), so one bad message does not hold back the others."""
+        return accept_batch(await request.body())
 
     @app.get("/v1/mailboxes/{name}", response_model=list[models.MessageOut], responses=_errors(400, 429))
     async def mailbox(name: Name, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
@@ -363,6 +401,7 @@ def create_app(node: Node, token: str | None) -> Edge:
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return Edge(app, token=token, body_limits={
         ("POST", "/v1/agents"): DEPLOY_BODY_BYTES, ("POST", "/v1/messages"): max_bytes,
+        ("POST", "/v1/messages/batch"): max(BATCH_BODY_BYTES, max_bytes),
     })
 
 

@@ -116,6 +116,17 @@ class Accepted(Reply):
     routed: Literal["local", "mailbox", "remote"]
 
 
+class BatchItem(Reply):
+    """One message of a batch, in its place: accepted (202, with its id) or refused (with why)."""
+
+    status: int = Field(description="202 accepted, or the status a single POST /v1/messages would have had")
+    id: str | None = None
+    conversation_id: str | None = None
+    routed: Literal["local", "mailbox", "remote"] | None = None
+    code: str | None = Field(None, description="why it was refused, as in ErrorBody")
+    message: str | None = None
+
+
 class MessageOut(Reply):
     id: str
     performative: str
