@@ -143,8 +143,8 @@ def measure(root: Path, echo: bytes, mode: str, args: argparse.Namespace) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--batch", type=int, default=500, help="messages per batch request")
-    parser.add_argument("--in-flight", type=int, default=8, help="concurrent requests")
+    parser.add_argument("--batch", type=int, default=250, help="messages per batch request")
+    parser.add_argument("--in-flight", type=int, default=4, help="concurrent requests (x batch <= 1024, the queue)")
     parser.add_argument("--modes", default="at-most-once,at-least-once")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

@@ -32,6 +32,10 @@ class MessageError(ValueError):
     """A message was refused; the text says which field and why."""
 
 
+class MessageTooLarge(MessageError):
+    """A message larger than the node's max_message_bytes (HTTP 413 rather than 400)."""
+
+
 def new_message_id() -> str:
     return f"{_prefix}-{next(_ids)}"
 
@@ -90,6 +94,9 @@ def parse_message(
         raise MessageError(f"unknown field(s): {', '.join(sorted(unknown))}")
     _text(data, "id", required=False)  # ignored (the node assigns ids), but it must be a string
     ts_ms = data.get("ts_ms")
+    # JSON Schema's integer includes 5.0: what the schema allows, the parser takes.
+    if isinstance(ts_ms, float) and ts_ms.is_integer():
+        ts_ms = int(ts_ms)
     if ts_ms is not None and (type(ts_ms) is not int or ts_ms < 0):
         raise MessageError("ts_ms must be a non-negative integer (it is set by the node anyway)")
     performative = _text(data, "performative", required=True)
@@ -117,7 +124,7 @@ def parse_message(
 
 def decode_message(raw: bytes, *, max_bytes: int, **kwargs: Any) -> Message:
     if len(raw) > max_bytes:
-        raise MessageError(f"message of {len(raw)} bytes exceeds the limit of {max_bytes} bytes")
+        raise MessageTooLarge(f"message of {len(raw)} bytes exceeds the limit of {max_bytes} bytes")
     try:
         data = jsontext.loads(raw)
     except jsontext.JsonRejected as err:
@@ -125,9 +132,9 @@ def decode_message(raw: bytes, *, max_bytes: int, **kwargs: Any) -> Message:
     return parse_message(data, **kwargs)
 
 
-def decode_batch(raw: bytes, *, max_bytes: int, max_count: int) -> list[Message | MessageError]:
-    """A JSON array of messages, each checked on its own: a refused one is returned as its
-    error, in its place, so the others still go. The array itself must be well-formed."""
+def decode_batch(raw: bytes, *, max_bytes: int, max_count: int) -> list[Message]:
+    """A JSON array of messages. It is refused whole if any message is malformed or too large,
+    naming the first one (a client bug, not a condition to retry), so nothing of it is routed."""
     try:
         data = jsontext.loads(raw)
     except jsontext.JsonRejected as err:
@@ -138,14 +145,15 @@ def decode_batch(raw: bytes, *, max_bytes: int, max_count: int) -> list[Message 
         raise MessageError("a batch must hold at least one message")
     if len(data) > max_count:
         raise MessageError(f"a batch of {len(data)} messages exceeds the limit of {max_count}")
-    out: list[Message | MessageError] = []
-    for item in data:
+    out: list[Message] = []
+    for index, item in enumerate(data):
         try:
             msg = parse_message(item)
         except MessageError as err:
-            out.append(err)
-            continue
+            raise MessageError(f"message {index} of the batch: {err}") from None
         size = len(msg.encode())
-        out.append(msg if size <= max_bytes else MessageError(
-            f"message of {size} bytes exceeds the limit of {max_bytes} bytes"))
+        if size > max_bytes:
+            raise MessageTooLarge(f"message {index} of the batch: message of {size} bytes exceeds the limit of "
+                               f"{max_bytes} bytes")
+        out.append(msg)
     return out

@@ -27,6 +27,21 @@ def test_node_benchmark_produces_its_figures(tmp_path: Path) -> None:
     assert "routing_p99_us" in result.stdout
 
 
+def test_ingress_benchmark_produces_its_figures_in_both_delivery_modes(tmp_path: Path) -> None:
+    out = tmp_path / "ingress.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.ingress", "--messages", "400", "--batch", "100", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    report = json.loads(out.read_text())
+    figures = report["figures"]
+    assert set(figures) == {f"{mode}_{name}" for mode in ("at_most_once", "at_least_once") for name in (
+        "single_p50_ms", "single_p99_ms", "single_msgs_per_s", "batch_msgs_per_s")}
+    assert all(value > 0 for value in figures.values())
+    assert any("uvicorn with" in line for line in report["settings"])
+
+
 def test_cluster_benchmark_produces_its_figures_and_the_references(tmp_path: Path) -> None:
     """Serf and NATS run too (hack/setup.sh installs them), so the comparator paths cannot rot."""
     out = tmp_path / "cluster.json"

@@ -196,11 +196,14 @@ def test_idle_mailboxes_expire_and_their_messages_become_dead_letters(node_facto
     node = node_factory(agents={"mailbox_idle_expiry": "1s"})
     names = [f"client-{i}" for i in range(300)]
     with node.client() as client:
-        for name in names:
+        # The message goes in before the other mailboxes are opened: on a loaded machine the first
+        # ones may already have expired by the time the last is opened (1 s is the point here).
+        for name in names[:2]:
             assert client.get(f"/v1/mailboxes/{name}").status_code == 200
         client.post("/v1/messages", json={"performative": "inform", "sender": "client-0", "receiver": "client-1",
                                           "content": "never read"}).raise_for_status()
-        assert len(client.get("/v1/queue").json()["mailboxes"]) >= 300
+        for name in names[2:]:
+            assert client.get(f"/v1/mailboxes/{name}").status_code == 200
 
         def only_the_live_one_left() -> bool:
             client.get("/v1/mailboxes/keeper")  # a client that keeps reading

@@ -34,7 +34,7 @@ from caxton_node.api.dump_paths import DumpForbidden, dump_target, prepare
 from caxton_node.api.edge import ApiError, Edge, EdgeJSONResponse, EdgeRoute
 from caxton_node.config import parse_duration, parse_size
 from caxton_node.limits import BATCH_BODY_BYTES, BATCH_MESSAGES_MAX, check_deadline, check_memory
-from caxton_node.messages import Message, MessageError, decode_batch, decode_message
+from caxton_node.messages import Message, MessageError, MessageTooLarge, decode_batch, decode_message
 from caxton_node.node import Node, NodeError
 from caxton_node.routing.mailboxes import TooManyLongPolls
 from caxton_node.routing.router import QueueFull, UnknownReceiver
@@ -187,7 +187,7 @@ def create_app(node: Node, token: str | None) -> Edge:
     # -- messages -----------------------------------------------------------------------------
 
     def refused(err: MessageError) -> ApiError:
-        return ApiError(413 if "exceeds the limit" in str(err) else 400, "invalid_message", str(err))
+        return ApiError(413 if isinstance(err, MessageTooLarge) else 400, "invalid_message", str(err))
 
     def check_circuit() -> None:
         if node.router.circuit_open:
@@ -225,8 +225,6 @@ def create_app(node: Node, token: str | None) -> Edge:
         results: list[dict[str, Any]] = []
         for item in items:
             try:
-                if isinstance(item, MessageError):
-                    raise refused(item)
                 results.append({"status": 202, **route(item, accepted)})
             except ApiError as err:
                 results.append({"status": err.status, "code": err.code, "message": err.message})
@@ -248,9 +246,11 @@ def create_app(node: Node, token: str | None) -> Edge:
                   "type": "array", "minItems": 1, "maxItems": BATCH_MESSAGES_MAX,
                   "items": {"$ref": "#/components/schemas/MessageIn"}}}}}})
     async def send_batch(request: Request) -> Response:
-        """Up to 1000 messages in one request, routed in order, with one acknowledgement: each
-        gets its own result in its place (202 with its id, or the status and reason a single
-        POST would have had), so one bad message does not hold back the others."""
+        """Up to 1000 messages in one request, routed in order, with one acknowledgement. A
+        malformed or oversized message refuses the whole batch (400/413, naming it), so nothing
+        is routed; otherwise each message gets its own result in its place: 202 with its id, or
+        404 (unknown receiver) or 429 (queue full) as a single POST would have had, without
+        holding back the others."""
         return accept_batch(await request.body())
 
     @app.get("/v1/mailboxes/{name}", response_model=list[models.MessageOut], responses=_errors(400, 429))

@@ -117,9 +117,9 @@ class Accepted(Reply):
 
 
 class BatchItem(Reply):
-    """One message of a batch, in its place: accepted (202, with its id) or refused (with why)."""
+    """One message of a batch, in its place: accepted (202, with its id) or not routed (with why)."""
 
-    status: int = Field(description="202 accepted, or the status a single POST /v1/messages would have had")
+    status: int = Field(description="202 accepted, 404 unknown receiver or 429 queue full")
     id: str | None = None
     conversation_id: str | None = None
     routed: Literal["local", "mailbox", "remote"] | None = None
