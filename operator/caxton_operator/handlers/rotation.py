@@ -151,6 +151,7 @@ def certificates(spec: CaxtonClusterSpec, names: Names, body: kopf.Body, found: 
     status = dict(plan.status)
     if acting and existing is not None:
         _write_status(names, "certificates", status)
+    _post(body, plan.events)
     if plan.new_ca:
         fresh = secrets.ca_secret(names, {SERVED: plan.new_ca}, generation=int(status["caGeneration"]) + 1)
         kubeapi.apply(kubeapi.owned(fresh, dict(body)))
@@ -162,9 +163,7 @@ def certificates(spec: CaxtonClusterSpec, names: Names, body: kopf.Body, found: 
         data = {k: base64.b64decode(v) for k, v in written["data"].items()}
         renewed = [p for p in plan.issue if p in leaves and leaves[p].issuer == world.issuer]
         if existing is not None and renewed:
-            plan.events.append(("Normal", "CertificatesRenewed", f"issued node certificates for "
-                                f"{', '.join(renewed)}"))
-    _post(body, plan.events)
+            _post(body, [("Normal", "CertificatesRenewed", f"issued node certificates for {', '.join(renewed)}")])
     expiries = [pki.expires_at(data[f"{p}.crt"]) for p in pods if f"{p}.crt" in data]
     return CertificateLook(plan, min(expiries) if expiries else None, status)
 
@@ -229,6 +228,7 @@ def rotate(kind: Ring, spec: CaxtonClusterSpec, names: Names, body: kopf.Body, f
     plan = ring.plan(world)
     if plan.start or plan.write is not None:
         _write_status(names, kind.status_key, plan.status)
+    _post(body, plan.events)
     if plan.start:
         new = kind.make()
         written = [*lines, new]
@@ -240,6 +240,5 @@ def rotate(kind: Ring, spec: CaxtonClusterSpec, names: Names, body: kopf.Body, f
         keep = {k: v for k, v in annotations.items() if k in (SERVED, TARGET)}
         obj = secrets.secret(names, kind.secret_name(names), {kind.data_key: b"\n".join(written) + b"\n"}, keep)
         kubeapi.apply(kubeapi.owned(obj, dict(body)))
-    _post(body, plan.events)
     return plan.status
 

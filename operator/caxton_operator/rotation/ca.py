@@ -102,8 +102,11 @@ def _plan(world: CaWorld) -> CaPlan:
     issuer, pods = world.issuer, world.pods
     missing = tuple(p for p in pods if p not in world.leaves)
     stale = tuple(p for p in pods if p in world.leaves and world.leaves[p].issuer != issuer)
+    # Inside renewBefore, unless a new leaf would expire no later (leaves end with their CA): no churn.
+    last = world.issuer_not_after - dt.timedelta(minutes=1) if world.issuer_not_after else None
     expiring = tuple(p for p in pods if p in world.leaves and world.leaves[p].issuer == issuer
-                     and world.leaves[p].not_after - world.now <= world.renew_before)
+                     and world.leaves[p].not_after - world.now <= world.renew_before
+                     and (last is None or world.leaves[p].not_after < last))
     old = tuple(fp for fp in world.bundle if fp != issuer)
     unconfirmed = tuple(p for p in pods if not _in_sync(world, p))
 
