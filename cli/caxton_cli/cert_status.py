@@ -57,12 +57,12 @@ def rows_of(answers: list[Answer], renew_before: float, now: float) -> dict[str,
         if answer.error is not None:
             nodes.append({"node": answer.node, "status": "UNREACHABLE", "error": str(answer.error)})
             continue
-        tls = answer.result.get("tls")
+        tls, name = answer.result.get("tls"), answer.result.get("node") or answer.node  # the id it serves as
         if tls is None:
-            nodes.append({"node": answer.node, "status": "NO-TLS"})
+            nodes.append({"node": name, "status": "NO-TLS"})
             continue
         leaf, left = tls["leaf"], _left(tls["leaf"]["notAfter"], now)
-        nodes.append({"node": answer.node, "notAfter": leaf["notAfter"], "expiresInSeconds": round(left),
+        nodes.append({"node": name, "notAfter": leaf["notAfter"], "expiresInSeconds": round(left),
                       "status": verdict(left, renew_before), "fingerprint": leaf["fingerprint"],
                       "issuer": leaf["issuer"]})
         for ca in tls["trusted"]:
@@ -70,7 +70,7 @@ def rows_of(answers: list[Answer], renew_before: float, now: float) -> dict[str,
                 "fingerprint": ca["fingerprint"], "subject": ca["subject"], "notAfter": ca["notAfter"],
                 "expiresInSeconds": round(_left(ca["notAfter"], now)), "trustedBy": []})
             entry["status"] = verdict(entry["expiresInSeconds"], renew_before)
-            entry["trustedBy"].append(answer.node)
+            entry["trustedBy"].append(name)
     return {"renewBeforeSeconds": renew_before, "nodes": nodes, "cas": list(cas.values())}
 
 

@@ -108,3 +108,28 @@ def test_api_tokens_rotate_live_with_overlap(node: NodeProcess) -> None:
     wait_for(lambda: status_with(new) == 200 and "keeping the current tokens" in node.log_file.read_text(),
              timeout=20, what="the node to look at the unusable token file")
     assert status_with("short") == 401
+
+
+def test_cert_status_reads_what_the_node_serves(node: NodeProcess, tmp_path: Path) -> None:
+    """`caxton security cert-status` against one node: its certificate and its CA, judged
+    against --renew-before (the runbook's table)."""
+    import json
+    import subprocess
+    import sys
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "caxton_cli", "security", "cert-status", "--api", node.api,
+                               "--token-file", str(node.token_file), *extra], capture_output=True, text=True,
+                              timeout=60)
+
+    leaf = x509.load_pem_x509_certificate((tmp_path / "ca" / f"{node.node_id}.crt").read_bytes())
+    table = run()
+    assert table.returncode == 0, table.stderr
+    rows = [line.split() for line in table.stdout.splitlines()]
+    assert rows[0] == ["NODE-ID", "EXPIRES-IN", "STATUS"]
+    assert rows[1][0] == node.node_id and rows[1][-1] == "OK"  # issue-cert's 365 days > the default 720h
+    assert rows[2][0] == "CA" and rows[2][-1] == "OK"
+    warned = json.loads(run("--renew-before", "9000h", "-o", "json").stdout)
+    assert [(n["node"], n["status"], n["fingerprint"]) for n in warned["nodes"]] == [
+        (node.node_id, "WARNING", pki.fingerprint(leaf))]
+    assert run("--renew-before", "soon").returncode == 2
