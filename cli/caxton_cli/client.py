@@ -144,7 +144,7 @@ class ClusterNodes:
         except KubeUnreachable as err:
             raise CommandError(f"cannot reach the API server {err}", exit_code=2) from None
         pods.sort(key=lambda p: _ordinal(p["metadata"]["name"]))
-        return cls(ref, base64.b64decode(secret["data"]["token"]).decode(), pods)
+        return cls(ref, first_token(base64.b64decode(secret["data"]["token"]).decode()), pods)
 
     @property
     def names(self) -> list[str]:
@@ -158,6 +158,12 @@ class ClusterNodes:
             raise CommandError(f"no node {node} in CaxtonCluster {self.ref.namespace}/{self.ref.name} "
                                f"(nodes: {', '.join(self.names) or 'none'})", exit_code=4)
         return ProxyNodeClient(self.ref.kube, self.ref.namespace, node, self.token)
+
+
+def first_token(text: str) -> str:
+    """The token to send: a token file or Secret holds one per line while a token rotates, and
+    clients send the first (the node accepts every line)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def _ordinal(name: str) -> tuple[int, str]:
@@ -181,7 +187,7 @@ def _direct(args: argparse.Namespace) -> NodeClient:
     token = os.environ.get("CAXTON_TOKEN")
     if args.token_file:
         try:
-            token = Path(args.token_file).read_text().strip()
+            token = first_token(Path(args.token_file).read_text())
         except OSError as err:
             raise CommandError(f"cannot read token file {args.token_file}: {err.strerror}", exit_code=2) from None
     return NodeClient(args.api, token)

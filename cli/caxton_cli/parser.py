@@ -30,6 +30,8 @@ def build(prog: str) -> argparse.ArgumentParser:
         _server(tree, sub)
         _security(tree, sub)
         _local(tree, sub)
+    else:
+        _cluster_security(tree, sub)
     _completion(tree, sub)
     return parser
 
@@ -259,9 +261,38 @@ def _security(tree: Tree, sub: Parsers) -> None:
     cert.add_argument("--ip", action="append")
     cert.add_argument("--days", type=int, default=90)
     cert.add_argument("-o", dest="output_format", choices=("table", "json", "yaml"), default="table")
+    _cert_status(tree, security)
     tree.verb(security, "gossip-key", run=f"{run}:gossip_key", help="generate a 256-bit gossip encryption key",
               connects=False, examples=["security gossip-key --output /etc/caxton/gossip.key"]).add_argument(
         "--output", help="file to write (default: print)")
+
+
+def _cert_status(tree: Tree, security: Parsers) -> None:
+    status = tree.verb(security, "cert-status", run="caxton_cli.cert_status:cert_status",
+                       help="each node's certificate expiry and the CAs it trusts, as the nodes serve them",
+                       examples=["security cert-status", "security cert-status -o json",
+                                 "security cert-status --renew-before 240h"])
+    status.add_argument("--renew-before", help="WARNING inside this window (default: the cluster's "
+                        "tls.renewBefore" + (")" if tree.kubectl else ", else 720h)"))
+
+
+def _cluster_security(tree: Tree, sub: Parsers) -> None:
+    """`kubectl caxton security ...`: rotations the operator carries out, and cert-status."""
+    security = tree.group(sub, "security", help="certificates and keys of a CaxtonCluster")
+    _cert_status(tree, security)
+    run = "caxton_cli.rotations"
+    certs = tree.verb(security, "rotate-certs", run=f"{run}:rotate_certs",
+                      help="replace the cluster CA in three confirmed phases, without a restart",
+                      examples=["# a fresh operator CA\nsecurity rotate-certs",
+                                "# your own CA\nsecurity rotate-certs --ca-cert ca.crt --ca-key ca.key --timeout 900"])
+    certs.add_argument("--ca-cert", help="PEM file of the new CA certificate (with --ca-key)")
+    certs.add_argument("--ca-key", help="PEM file of its private key")
+    add_wait_flags(certs, 600.0)
+    for verb, what in (("rotate-gossip-key", "gossip key"), ("rotate-token", "API token")):
+        ring = tree.verb(security, verb, run=f"{run}:{verb.replace('-', '_')}",
+                         help=f"replace the {what}: add, make primary, drop the old one, each confirmed by every node",
+                         examples=[f"security {verb}", f"security {verb} --no-wait -o json"])
+        add_wait_flags(ring, 600.0)
 
 
 def _local(tree: Tree, sub: Parsers) -> None:

@@ -88,6 +88,26 @@ class NodeMetrics:
         self.peer_sent = self.peer_messages.labels("sent")
         self.peer_received = self.peer_messages.labels("received")
         self.peer_duplicates = self.peer_messages.labels("duplicate")
+        # Refused mTLS handshakes on the peer port, as server (a peer we did not trust, or that did
+        # not trust us) and as client: a CA rotation done right leaves these unchanged.
+        self.tls_handshake_failures = Counter(
+            "caxton_peer_tls_handshake_failures", "Peer TLS handshakes refused (unknown CA, bad certificate, "
+            "wrong CN)", ["side"], registry=r)
+        for side in ("server", "client"):
+            self.tls_handshake_failures.labels(side)
+        # What the node serves and trusts, by fingerprint (never key material); refreshed before each
+        # scrape from the loaded contexts, the keyring and the accepted API tokens.
+        self.tls_certificate = Gauge(
+            "caxton_tls_certificate_info", "The node's loaded TLS material: role=leaf (served) or ca (trusted)",
+            ["role", "fingerprint", "subject"], registry=r)
+        self.tls_leaf_expiry = Gauge("caxton_tls_certificate_expiry_timestamp_seconds",
+                                     "When the served node certificate expires (Unix time)", registry=r)
+        self.gossip_keys = Gauge("caxton_gossip_keyring_key_info",
+                                 "Gossip keys loaded, by key id (primary=true seals)", ["key_id", "primary"],
+                                 registry=r)
+        self.api_tokens = Gauge("caxton_api_tokens_accepted_info",
+                                "API tokens accepted, by id (a hash prefix; primary=true is the one clients send)",
+                                ["token_id", "primary"], registry=r)
         # Hot paths keep their labelled children.
         self.routed_local = self.messages_routed.labels("local")
         self.routed_mailbox = self.messages_routed.labels("mailbox")

@@ -19,8 +19,10 @@ from typing import Any
 
 import httpx
 
+from caxton_node import security
 from caxton_node.agents.log_limit import LogLimiter
 from caxton_node.agents.wasm import AgentError, HostCalls, Limits, WasmEngine
+from caxton_node.api.tokens import TokenSet
 from caxton_node.config import Config, parse_duration, parse_size
 from caxton_node.events import EventLog
 from caxton_node.gossip.membership import Membership
@@ -71,6 +73,7 @@ class Node:
         self.membership: Membership | None = None  # set when the node gossips with peers
         self._formed = False  # seen bootstrap_expect members once: from then on membership sets the quorum
         self.forwarder: Forwarder | None = None  # cross-node delivery, with membership
+        self.tokens: TokenSet | None = None  # the API tokens accepted (set by the server)
         self.events = EventLog()
         self.events.attach()
         self._lock = threading.Lock()
@@ -373,6 +376,7 @@ class Node:
         running = sum(1 for s in slots if not s.suspended)
         m.agents.labels("running").set(running)
         m.agents.labels("suspended").set(len(slots) - running)
+        security.publish(m, security.report(self, self.tokens))
 
     def members(self) -> list[dict[str, Any]]:
         if self.membership is None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -149,3 +150,63 @@ def new_rsa_key_pem() -> tuple[bytes, bytes]:
 
 def expires_at(cert_pem: bytes) -> dt.datetime:
     return x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc
+
+
+# -- what a certificate is, by fingerprint (rotation confirms by these, never by key material) ----------
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 of the DER encoding, lower-case hex: what `openssl x509 -fingerprint -sha256` shows."""
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def load_bundle(pem: bytes) -> list[x509.Certificate]:
+    """Every certificate in a PEM bundle (a trust bundle may hold the old and the new CA)."""
+    return x509.load_pem_x509_certificates(pem) if pem.strip() else []
+
+
+def bundle_pem(certs: list[x509.Certificate]) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def describe(cert: x509.Certificate) -> dict[str, str]:
+    """The public facts of a certificate, as the node API and the operator's status show them."""
+    return {"fingerprint": fingerprint(cert), "subject": cert.subject.rfc4514_string(),
+            "issuer": cert.issuer.rfc4514_string(), "serial": format(cert.serial_number, "x"),
+            "notBefore": f"{cert.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}",
+            "notAfter": f"{cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}"}
+
+
+def issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    """True when `ca`'s key signed `cert` (a signature check, not a name comparison)."""
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def ca_problem(pair: KeyPair) -> str | None:
+    """Why `pair` cannot serve as a cluster CA, in words a user can act on; None when it can."""
+    try:
+        cert = pair.cert
+    except ValueError as err:
+        return f"the certificate is not PEM X.509: {err}"
+    try:
+        key = pair.key
+    except (ValueError, TypeError) as err:
+        return f"the private key cannot be read (PEM, unencrypted): {err}"
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is None or not constraints.ca:
+        return (f"the certificate {cert.subject.rfc4514_string()} is not a CA (basicConstraints CA:TRUE is "
+                "missing); give a CA certificate, not a leaf")
+    if cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) \
+            != key.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo):
+        return (f"the private key does not match the certificate {cert.subject.rfc4514_string()} "
+                f"(fingerprint {fingerprint(cert)[:16]}): give the key the CA was made with")
+    if cert.not_valid_after_utc <= dt.datetime.now(dt.UTC):
+        return f"the CA certificate expired at {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}"
+    return None

@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sqlite3
+import ssl
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -26,13 +27,14 @@ import uvicorn
 from prometheus_client import start_http_server
 
 from caxton_node.api.app import create_app
+from caxton_node.api.tokens import TokenError, TokenSet
 from caxton_node.config import Config, ConfigError, StartupError, split_host_port
 from caxton_node.datadir import check_data_dir, lock_data_dir
 from caxton_node.gossip.membership import Membership
 from caxton_node.gossip.swim import Addr, SwimConfig
 from caxton_node.gossip.transport import Keyring, KeyringError
 from caxton_node.node import Node
-from caxton_node.peers.channel import CertificateReloader, ChannelServer, client_context, server_context
+from caxton_node.peers.channel import CertificateReloader, ChannelServer
 from caxton_node.peers.forwarder import Forwarder
 
 log = logging.getLogger("caxton.server")
@@ -48,17 +50,13 @@ def node_version() -> str:
         return "dev"
 
 
-def read_token(path: Path | None) -> str | None:
+def read_tokens(path: Path | None) -> TokenSet:
     if path is None:
         log.warning("no security.api.token_file: every API call will be refused with 401")
-        return None
     try:
-        token = path.read_text().strip()
-    except OSError as err:
-        raise ConfigError(f"cannot read security.api.token_file {path}: {err.strerror}") from None
-    if len(token) < 16:
-        raise ConfigError(f"the API token in {path} is shorter than 16 characters")
-    return token
+        return TokenSet.from_file(path)
+    except TokenError as err:
+        raise ConfigError(str(err)) from None
 
 
 class _GracefulServer(uvicorn.Server):
@@ -115,14 +113,17 @@ def start_clustering(config: Config, node: Node, api_host: str, api_port: int) -
     if mtls.enabled:
         if not (mtls.ca_cert and mtls.node_cert and mtls.node_key):
             raise ConfigError("security.cluster.mtls.enabled needs ca_cert, node_cert and node_key")
-        server_tls = server_context(mtls.ca_cert, mtls.node_cert, mtls.node_key)
-        client_tls = client_context(mtls.ca_cert, mtls.node_cert, mtls.node_key)
+        try:
+            certificates = CertificateReloader(mtls.ca_cert, mtls.node_cert, mtls.node_key)
+        except (OSError, ssl.SSLError, ValueError) as err:
+            raise ConfigError(f"security.cluster.mtls: cannot load {mtls.ca_cert}, {mtls.node_cert} and "
+                              f"{mtls.node_key}: {err}") from None
+        server_tls, client_tls = certificates.server, certificates.client
     else:
+        certificates = None
         log.warning("security.cluster.mtls is disabled: node-to-node traffic is not authenticated")
     forwarder = Forwarder(node, client_tls, source=advertise[0])
-    if server_tls is not None and client_tls is not None and mtls.ca_cert and mtls.node_cert and mtls.node_key:
-        forwarder.certificates = CertificateReloader(mtls.ca_cert, mtls.node_cert, mtls.node_key,
-                                                     [server_tls, client_tls])
+    forwarder.certificates = certificates
     membership = Membership(
         node.id, bind=split_host_port(cluster.bind_addr, 7946), advertise=advertise, keyring=keyring,
         config=swim_config, seeds=list(cluster.seeds), key_file=key_file,
@@ -132,6 +133,8 @@ def start_clustering(config: Config, node: Node, api_host: str, api_port: int) -
     )
     channel = ChannelServer(split_host_port(cluster.bind_addr, 7946), forwarder.receive, server_tls)
     channel.on_duplicate = node.metrics.peer_duplicates.inc
+    channel.on_handshake_failure = node.metrics.tls_handshake_failures.labels("server").inc
+    forwarder.on_certificates = lambda loaded: setattr(channel, "tls", loaded.server)
     if client_tls is not None:
         membership.join_via = forwarder.join_over_channel
         channel.join_handler = membership.handle_join
@@ -199,7 +202,7 @@ class _LateRegistry:
 
 def serve(config: Config) -> None:
     check_config(config)
-    token = read_token(config.security.api.token_file)
+    tokens = read_tokens(config.security.api.token_file)
     api_host, api_port = split_host_port(config.node.api_addr, 8080)
     metrics_host, metrics_port = split_host_port(config.node.metrics_addr, 9090)
     check_data_dir(config.node.data_dir)
@@ -222,12 +225,12 @@ def serve(config: Config) -> None:
         api_socket.close()
         raise
     try:
-        _run(config, token, api_socket, metrics_server, registry)
+        _run(config, tokens, api_socket, metrics_server, registry)
     finally:
         lock.release()
 
 
-def _run(config: Config, token: str | None, api_socket: socket.socket, metrics_server: Any,
+def _run(config: Config, tokens: TokenSet, api_socket: socket.socket, metrics_server: Any,
          registry: _LateRegistry) -> None:
     api_host, api_port = split_host_port(config.node.api_addr, 8080)
     metrics_host, metrics_port = split_host_port(config.node.metrics_addr, 9090)
@@ -248,7 +251,7 @@ def _run(config: Config, token: str | None, api_socket: socket.socket, metrics_s
         log.info("node %s (version %s) serving API on %s:%d, metrics on %s:%d",
                  node.id, node.version, api_host, api_port, metrics_host, metrics_port)
         server = _GracefulServer(uvicorn.Config(
-            create_app(node, token), host=api_host, port=api_port, log_level="warning", access_log=False,
+            create_app(node, tokens), host=api_host, port=api_port, log_level="warning", access_log=False,
         ))
         server.run(sockets=[api_socket])
     finally:

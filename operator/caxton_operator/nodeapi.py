@@ -12,6 +12,7 @@ from collections.abc import Collection
 from typing import Any
 
 import httpx
+from caxton_node.api import tokens
 
 from caxton_operator import kubeapi
 from caxton_operator.resources.naming import Names
@@ -47,7 +48,7 @@ class NodeApi:
             secret = kubeapi.get(f"/api/v1/namespaces/{self.names.namespace}/secrets/{self.names.token}")
             if secret is None:
                 raise NodeUnavailable(f"the API token Secret {self.names.token} does not exist yet")
-            self._token = base64.b64decode(secret["data"]["token"]).decode()
+            self._token = tokens.first_line(base64.b64decode(secret["data"]["token"]).decode())
         return {"X-Caxton-Token": self._token}
 
     def call(self, pod: str, method: str, path: str, *, json: Any = None,

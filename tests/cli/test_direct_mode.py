@@ -86,8 +86,10 @@ def test_errors_are_one_line_with_meaningful_exit_codes(node_factory: NodeFactor
     missing = caxton(node, "agents", "suspend", "nobody")
     assert missing.returncode == 4
     assert missing.stderr.strip() == "error: agent_not_found: no agent nobody on node " + node.node_id
-    node.token_file.write_text("not-the-token-at-all")
-    denied = caxton(node, "agents", "list")
+    # The client's own token file holds another token (the node's file is the node's: it re-reads it live).
+    wrong = node.root / "wrong-token"
+    wrong.write_text("not-the-token-at-all")
+    denied = caxton(node, "agents", "list", "--token-file", str(wrong))
     assert denied.returncode == 1 and "unauthorized" in denied.stderr
     node.stop()
     down = caxton(node, "agents", "list")

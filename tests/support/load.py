@@ -79,12 +79,15 @@ class LoadReport:
 
 
 class MessageLoad:
-    def __init__(self, endpoints: Endpoints, token: str, agents: list[str], *, rate: float = 200.0,
-                 reply_timeout: float = 5.0, senders: int = 0, name: str = "") -> None:
+    def __init__(self, endpoints: Endpoints, token: str | Callable[[], str], agents: list[str], *,
+                 rate: float = 200.0, reply_timeout: float = 5.0, senders: int = 0, name: str = "") -> None:
         if not agents:
             raise ValueError("MessageLoad needs at least one agent")
         self._endpoints_source = endpoints
-        self._headers = {"X-Caxton-Token": token}
+        # A callable token is asked again with the endpoints (every 2 s), as a client that reads
+        # its token from a Secret does: a token rotation then needs nothing from the test.
+        self._token_source = token if callable(token) else (lambda: token)
+        self._token = self._token_source()
         self.agents = list(agents)
         self.rate = rate
         self.reply_timeout = reply_timeout
@@ -124,6 +127,7 @@ class MessageLoad:
         if force or now - self._endpoints_at > 2.0 or not self._endpoints:
             try:
                 found = dict(self._endpoints_source())
+                self._token = self._token_source() or self._token
             except Exception as err:  # the source is a test's own lookup; keep the last answer
                 self._count_error(f"endpoints: {type(err).__name__}")
                 found = {}
@@ -142,8 +146,11 @@ class MessageLoad:
     def _client(self) -> httpx.Client:
         client = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = httpx.Client(headers=self._headers, timeout=5.0)
+            client = self._local.client = httpx.Client(timeout=5.0, event_hooks={"request": [self._sign]})
         return client
+
+    def _sign(self, request: httpx.Request) -> None:
+        request.headers["X-Caxton-Token"] = self._token
 
     def mailbox(self, node: str) -> str:
         return f"{self.name}-{node}"

@@ -67,7 +67,8 @@ class NodeProcess:
         return self.root / "node.log"
 
     def client(self, *, token: bool = True) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.token_file.read_text().strip()}"} if token else {}
+        # While a token rotates the file holds several, one a line; clients send the first.
+        headers = {"Authorization": f"Bearer {self.token_file.read_text().split()[0]}"} if token else {}
         return httpx.Client(base_url=self.api, headers=headers, timeout=30)
 
     def write_config(self) -> None:

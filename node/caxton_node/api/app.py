@@ -28,10 +28,12 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
+from caxton_node import security
 from caxton_node.agents.module_format import not_wasm
 from caxton_node.api import models
 from caxton_node.api.dump_paths import DumpForbidden, dump_target, prepare
 from caxton_node.api.edge import ApiError, Edge, EdgeJSONResponse, EdgeRoute
+from caxton_node.api.tokens import TokenSet
 from caxton_node.config import parse_duration, parse_size
 from caxton_node.limits import BATCH_BODY_BYTES, BATCH_MESSAGES_MAX, check_deadline, check_memory
 from caxton_node.messages import Message, MessageError, MessageTooLarge, decode_batch, decode_message
@@ -69,8 +71,12 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
             for status in (401, *statuses)}
 
 
-def create_app(node: Node, token: str | None) -> Edge:
-    """The ASGI application: the FastAPI app behind its edge (token check, body cap)."""
+def create_app(node: Node, tokens: TokenSet | str | None) -> Edge:
+    """The ASGI application: the FastAPI app behind its edge (token check, body cap).
+    `tokens`: the accepted tokens (a single string or None for tests and tools)."""
+    if not isinstance(tokens, TokenSet):
+        tokens = TokenSet([tokens.encode()] if tokens else [])
+    node.tokens = tokens
     app = FastAPI(title="Caxton node API", version=node.version, redirect_slashes=False,
                   default_response_class=EdgeJSONResponse)
     app.router.route_class = EdgeRoute
@@ -396,10 +402,16 @@ def create_app(node: Node, token: str | None) -> Edge:
 
     @app.get("/v1/cluster/verify", response_model=models.Verification, responses=_errors())
     def verify() -> dict[str, Any]:
-        return verify_cluster(node, token)
+        return verify_cluster(node, tokens.primary)
+
+    @app.get("/v1/security", response_model=models.SecurityReport, responses=_errors())
+    def security_facts() -> dict[str, Any]:
+        """What this node trusts and presents, by fingerprint and id only (never keys or tokens):
+        the operator confirms each rotation phase from it; `cert-status` reads expiry from it."""
+        return security.report(node, tokens)
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    return Edge(app, token=token, body_limits={
+    return Edge(app, tokens=tokens, body_limits={
         ("POST", "/v1/agents"): DEPLOY_BODY_BYTES, ("POST", "/v1/messages"): max_bytes,
         ("POST", "/v1/messages/batch"): max(BATCH_BODY_BYTES, max_bytes),
     })

@@ -15,7 +15,6 @@ encode.
 
 from __future__ import annotations
 
-import hmac
 import json
 import math
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
@@ -28,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from caxton_node import jsontext
+from caxton_node.api.tokens import TokenSet
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -56,10 +56,10 @@ def error_body(code: str, message: str) -> bytes:
 class Edge:
     """Token check and body cap, in that order, before the app reads anything."""
 
-    def __init__(self, app: ASGIApp, *, token: str | None, body_limits: dict[tuple[str, str], int],
+    def __init__(self, app: ASGIApp, *, tokens: TokenSet, body_limits: dict[tuple[str, str], int],
                  default_limit: int = DEFAULT_BODY_LIMIT) -> None:
         self.app = app
-        self.token = token.encode() if token is not None else None
+        self.tokens = tokens
         self.body_limits = body_limits
         self.default_limit = default_limit
 
@@ -127,13 +127,11 @@ class Edge:
     def _authorized(self, custom: bytes, authorization: bytes) -> bool:
         # Through the API server's pod proxy the Authorization header is the proxy's own, so
         # the token may also come as X-Caxton-Token.
-        if self.token is None:
-            return False
         presented = custom.strip()
         if not presented:
             scheme, _, bearer = authorization.partition(b" ")
             presented = bearer.strip() if scheme.lower() == b"bearer" else b""
-        return bool(presented) and hmac.compare_digest(presented, self.token)
+        return bool(presented) and self.tokens.accepts(presented)
 
 
 async def _reply(send: Send, status: int, code: str, message: str,

@@ -262,3 +262,49 @@ class Verification(Reply):
 
 class Probe(BaseModel):
     status: str
+
+
+# -- security facts (GET /v1/security): fingerprints and ids, never keys or tokens -------------------
+
+class CertificateFacts(Reply):
+    fingerprint: str = Field(description="SHA-256 of the DER encoding, hex")
+    subject: str
+    issuer: str
+    serial: str
+    notBefore: str
+    notAfter: str
+
+
+class HandshakeFailures(Reply):
+    server: int
+    client: int
+
+
+class TlsFacts(Reply):
+    trusted: list[CertificateFacts] = Field(description="the CA bundle the peer port verifies peers against")
+    leaf: CertificateFacts = Field(description="the node certificate the peer port presents")
+    loadedAt: str
+    reloads: int
+    handshakeFailures: HandshakeFailures
+
+
+class GossipFacts(Reply):
+    primary: str = Field(description="the id of the key that seals outgoing packets")
+    keyIds: list[str] = Field(description="every key that opens packets, in key-file order")
+
+
+class TokenFacts(Reply):
+    id: str = Field(description="a SHA-256 prefix of the token")
+    primary: bool = Field(description="the token clients send (the first line of the token file)")
+    lastUsedSecondsAgo: float | None
+
+
+class ApiFacts(Reply):
+    tokens: list[TokenFacts]
+
+
+class SecurityReport(Reply):
+    node: str
+    tls: TlsFacts | None = Field(description="null when peer mTLS is off")
+    gossip: GossipFacts | None = Field(description="null for a single node without a gossip key")
+    api: ApiFacts

@@ -39,10 +39,11 @@ class Keyring:
         self._primary = AESGCM(keys[0])
         self._primary_id = _key_id(keys[0])
         self._by_id = {_key_id(k): AESGCM(k) for k in keys}
+        self._ids = [_key_id(k).hex() for k in keys]
 
     def describe(self) -> dict[str, Any]:
-        """The key ids (never the keys): which one seals, how many open."""
-        return {"primary": self._primary_id.hex(), "keys": len(self._by_id)}
+        """The key ids (never the keys): which one seals, how many open, and each one's id in file order."""
+        return {"primary": self._primary_id.hex(), "keys": len(self._by_id), "ids": list(self._ids)}
 
     @classmethod
     def from_file(cls, path: Path) -> Keyring:
@@ -74,6 +75,11 @@ class Keyring:
         except (InvalidTag, ValueError, msgpack.ExtraData):
             return None
         return packet if isinstance(packet, dict) else None
+
+
+def key_id(key: bytes) -> str:
+    """A key's public id, as packets, the API and the operator's status name it."""
+    return _key_id(key).hex()
 
 
 def _key_id(key: bytes) -> bytes:

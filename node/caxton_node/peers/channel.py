@@ -17,6 +17,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -53,15 +54,36 @@ def client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
     return ctx
 
 
-class CertificateReloader:
-    """Loads a renewed node certificate (and any added CA) into the live TLS contexts when
-    its files change, so renewal needs no restart. New connections use the new pair; the
-    CA store only grows, so peers holding certificates of the old CA are still trusted."""
+class HandshakeRefused(ChannelError):
+    """A TLS handshake with a peer failed on trust or identity (not a dropped connection)."""
 
-    def __init__(self, ca: Path, cert: Path, key: Path, contexts: list[ssl.SSLContext]) -> None:
+
+def is_handshake_failure(err: BaseException) -> bool:
+    """A refused handshake (unknown CA, bad certificate, wrong CN); a peer that hung up
+    mid-handshake or timed out is the network's doing and is not counted."""
+    if isinstance(err, HandshakeRefused):
+        return True
+    return isinstance(err, ssl.SSLError) and not isinstance(err, ssl.SSLEOFError | ssl.SSLZeroReturnError)
+
+
+class CertificateReloader:
+    """The node's mTLS contexts, rebuilt from the files when they change, so renewal and
+    CA rotation need no restart.
+
+    Each load builds fresh contexts rather than adding to the live ones: an SSLContext's
+    trust store can only grow, and the last phase of a CA rotation must drop the old CA.
+    New connections use the new contexts; established ones keep theirs. `report()` says
+    what is loaded (fingerprints of the trusted CAs and of the served leaf), which is what
+    the operator confirms each rotation phase by.
+    """
+
+    def __init__(self, ca: Path, cert: Path, key: Path) -> None:
         self.paths = (ca, cert, key)
-        self.contexts = contexts
         self._stamp = self._current()
+        self.server, self.client = server_context(ca, cert, key), client_context(ca, cert, key)
+        self._facts = self._describe(ca.read_bytes(), cert.read_bytes())
+        self.loaded_at = time.time()
+        self.reloads = 0
 
     def _current(self) -> bytes:
         # Content, not mtimes: a kubelet may rewrite unchanged Secret files.
@@ -70,6 +92,13 @@ class CertificateReloader:
         except OSError:
             return b""
 
+    @staticmethod
+    def _describe(ca_pem: bytes, cert_pem: bytes) -> dict[str, Any]:
+        from caxton_node import pki  # cryptography: only nodes with mTLS pay for the import
+
+        return {"trusted": [pki.describe(c) for c in pki.load_bundle(ca_pem)],
+                "leaf": pki.describe(pki.load_bundle(cert_pem)[0])}
+
     def check(self) -> bool:
         """Reloads if the files changed since the last look; True when it did."""
         stamp = self._current()
@@ -77,15 +106,23 @@ class CertificateReloader:
             return False
         ca, cert, key = self.paths
         try:
-            for ctx in self.contexts:
-                ctx.load_cert_chain(cert, key)
-                ctx.load_verify_locations(cafile=str(ca))
-        except (OSError, ssl.SSLError) as err:
+            ca_pem, cert_pem = ca.read_bytes(), cert.read_bytes()
+            server, client = server_context(ca, cert, key), client_context(ca, cert, key)
+            facts = self._describe(ca_pem, cert_pem)
+        except (OSError, ssl.SSLError, ValueError, IndexError) as err:
             log.warning("certificate files changed but cannot be loaded yet: %s", err)
             return False
+        self.server, self.client, self._facts = server, client, facts
         self._stamp = stamp
-        log.info("reloaded the node certificate from %s", cert)
+        self.loaded_at = time.time()
+        self.reloads += 1
+        log.info("reloaded the node certificate from %s: serving %s, trusting %s", cert,
+                 facts["leaf"]["fingerprint"][:16], ", ".join(c["fingerprint"][:16] for c in facts["trusted"]))
         return True
+
+    def report(self) -> dict[str, Any]:
+        return {**self._facts, "loadedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)),
+                "reloads": self.reloads}
 
 
 def peer_common_name(sock: socket.socket) -> str:
@@ -166,6 +203,7 @@ class ChannelServer:
         self.dedup = Deduplicator()
         self.on_duplicate: Callable[[], None] = lambda: None  # counts repeats dropped (metrics)
         self.refused = 0
+        self.on_handshake_failure: Callable[[], None] = lambda: None  # counts refused handshakes (metrics)
         self._sock = socket.create_server(bind, reuse_port=False)
         self._sock.settimeout(0.5)
         self._stop = threading.Event()
@@ -194,6 +232,8 @@ class ChannelServer:
                     conn = self.tls.wrap_socket(conn, server_side=True)
                 except (ssl.SSLError, OSError) as err:
                     self.refused += 1
+                    if is_handshake_failure(err):
+                        self.on_handshake_failure()
                     log.warning("refused peer connection from %s:%d: %s", addr[0], addr[1], err)
                     conn.close()
                     return
@@ -247,11 +287,17 @@ class PeerConnection:
                                         source_address=(self.source, 0) if self.source else None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls is not None:
-            sock = self.tls.wrap_socket(sock)
+            try:
+                sock = self.tls.wrap_socket(sock)
+            except ssl.SSLError as err:
+                sock.close()
+                if is_handshake_failure(err):
+                    raise HandshakeRefused(f"TLS handshake with {self.addr[0]}:{self.addr[1]} refused: {err}") from err
+                raise
             cn = peer_common_name(sock)
             if self.peer_id and cn != self.peer_id:
                 sock.close()
-                raise ChannelError(f"peer at {self.addr[0]}:{self.addr[1]} presented CN={cn!r}, "
+                raise HandshakeRefused(f"peer at {self.addr[0]}:{self.addr[1]} presented CN={cn!r}, "
                                    f"expected {self.peer_id!r}")
         sock.settimeout(5)
         return sock

@@ -22,10 +22,11 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from caxton_node.messages import Message, MessageError, parse_message
-from caxton_node.peers.channel import CertificateReloader, ChannelError, PeerConnection
+from caxton_node.peers.channel import CertificateReloader, ChannelError, HandshakeRefused, PeerConnection
 from caxton_node.routing.router import QueueFull, UnknownReceiver
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ class Forwarder:
         self._replay_count = 0
         self._refused_since: dict[str, float] = {}  # message id -> first "unknown receiver" from a peer
         self.certificates: CertificateReloader | None = None  # renewed certificates, loaded live
+        self.on_certificates: Callable[[CertificateReloader], None] | None = None  # e.g. the server's context
         self._certs_checked_at = 0.0
         self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
 
@@ -159,6 +161,8 @@ class Forwarder:
         try:
             return conn.join(packet)
         except (OSError, ChannelError, ValueError, KeyError) as err:
+            if isinstance(err, HandshakeRefused):
+                self.node.metrics.tls_handshake_failures.labels("client").inc()
             log.warning("join through %s:%d failed: %s", addr[0], addr[1], err)
             return None
         finally:
@@ -174,7 +178,7 @@ class Forwarder:
             try:
                 if self.certificates is not None and now >= self._certs_checked_at + CERT_CHECK_INTERVAL:
                     self._certs_checked_at = now
-                    self.certificates.check()
+                    self._reload_certificates()
                 self._check_partition(now)
                 self._forward_parked(now)
                 # The minority side holds its writes until the heal, then replays them in order:
@@ -186,6 +190,19 @@ class Forwarder:
                     log.info("Cluster synchronized: outbox empty, %d messages replayed", self._replay_count)
             except Exception:
                 log.exception("forwarder loop failed")
+
+    def _reload_certificates(self) -> None:
+        """New certificate files: new contexts for new connections, on both sides. Open peer
+        connections are closed (unacked messages are resent, and dropped as repeats if they had
+        arrived), so from now on every handshake shows what the node was given."""
+        if self.certificates is None or not self.certificates.check():
+            return
+        self.tls = self.certificates.client
+        if self.on_certificates is not None:
+            self.on_certificates(self.certificates)
+        for conn in self._connections.values():
+            conn.close()
+        self._connections.clear()
 
     def _flush_peer(self, peer: str, now: float) -> None:
         if now < self._retry_at.get(peer, 0.0):
@@ -209,6 +226,9 @@ class Forwarder:
             results = conn.send_batch([m.to_dict() for m, _ in batch])
         except (OSError, ChannelError, ValueError) as err:
             conn.close()
+            if isinstance(err, HandshakeRefused):
+                self.node.metrics.tls_handshake_failures.labels("client").inc()
+                log.warning("sending to %s: %s", peer, err)
             self._retry_at[peer] = now + 0.5
             log.debug("sending to %s failed: %s", peer, err)
             return

@@ -20,6 +20,7 @@ import kopf
 from caxton_operator import kubeapi, marks, metrics
 from caxton_operator.conditions import Conditions, now_iso
 from caxton_operator.config import parse_hours
+from caxton_operator.handlers import rotation
 from caxton_operator.models import CaxtonClusterSpec
 from caxton_operator.nodeapi import NodeApi, NodeUnavailable
 from caxton_operator.rebalance import move_agents_off
@@ -80,39 +81,29 @@ def check_leftovers(names: Names, uid: str) -> None:
                                f"{names.cluster} owned: {', '.join(leftovers)}", delay=1)
 
 
-def _ca(spec: CaxtonClusterSpec, names: Names, owner: dict[str, Any]) -> secrets.pki.KeyPair:
-    if spec.tls.ca_secret_name:
-        user = kubeapi.get(f"/api/v1/namespaces/{names.namespace}/secrets/{spec.tls.ca_secret_name}")
-        if user is None:
-            raise kopf.TemporaryError(
-                f"tls.caSecretName: Secret {spec.tls.ca_secret_name} not found in {names.namespace}; create it "
-                "with ca.crt and ca.key, or clear the field to let the operator run a CA", delay=10)
-        try:
-            return secrets.ca_keypair(user)
-        except ValueError as err:
-            raise kopf.TemporaryError(str(err), delay=10) from None
+def _operator_ca(names: Names, owner: dict[str, Any]) -> dict[str, Any]:
+    """The operator's CA Secret, made once (a rotation replaces it: handlers/rotation.py)."""
     stored = kubeapi.create_once(kubeapi.owned(secrets.ca_secret(names), owner))
     if _owned_by_another(stored, owner["metadata"]["uid"]):
         raise LeftoversPending(f"waiting for the garbage collector to remove Secret {names.ca} of a deleted "
                                f"CaxtonCluster {names.cluster}", delay=1)
-    return secrets.ca_keypair(stored)
+    return stored
 
 
-def ensure_certificates(spec: CaxtonClusterSpec, names: Names, body: kopf.Body) -> dt.datetime | None:
-    """Issues missing certificates and renews those inside renewBefore; returns the earliest expiry."""
+def ensure_certificates(spec: CaxtonClusterSpec, names: Names, body: kopf.Body,
+                        found: dict[str, Any] | None = None) -> rotation.CertificateLook | None:
+    """Issues missing certificates, renews those inside renewBefore and carries a CA rotation one
+    step further when every node confirmed the last one (`found`: what each node reports)."""
     if not spec.tls.enabled:
         return None
-    existing_tls = _LOOKUPS.submit(kubeapi.get, f"/api/v1/namespaces/{names.namespace}/secrets/{names.tls}")
-    ca = _ca(spec, names, dict(body))
-    existing = existing_tls.result()
-    certs = secrets.tls_secret(spec, names, ca, existing)
-    if existing is None or certs.secret["data"] != existing.get("data"):
-        kubeapi.apply(kubeapi.owned(certs.secret, dict(body)))
-        if existing is not None and certs.renewed:
-            kopf.event(body, type="Normal", reason="CertificatesRenewed",
-                      message=f"issued node certificates for {', '.join(certs.renewed)}; "
-                              f"valid until {certs.not_after:%Y-%m-%dT%H:%M:%SZ}")
-    return certs.not_after
+    return rotation.certificates(spec, names, body, found or {}, lambda: _operator_ca(names, dict(body)))
+
+
+def _certificates_before_pods(spec: CaxtonClusterSpec, names: Names, body: kopf.Body) -> None:
+    """The pods mount the certificate Secret: without one (no usable CA yet) they wait."""
+    look = ensure_certificates(spec, names, body)
+    if look is not None and look.not_after is None:
+        raise kopf.TemporaryError(look.plan.message, delay=10)
 
 
 # -- reconcile ----------------------------------------------------------------------------------------
@@ -145,7 +136,7 @@ def _reconcile(body: kopf.Body, name: str, namespace: str, spec: CaxtonClusterSp
     steps = [
         lambda: kubeapi.create_once(kubeapi.owned(secrets.gossip_secret(names), owner)),
         lambda: kubeapi.create_once(kubeapi.owned(secrets.token_secret(names), owner)),
-        lambda: ensure_certificates(spec, names, body),
+        lambda: _certificates_before_pods(spec, names, body),
         *(lambda obj=obj: kubeapi.apply(kubeapi.owned(obj, owner)) for obj in (
             workload.config_map(spec, names), workload.peers_service(names), workload.api_service(names),
             workload.pod_disruption_budget(spec, names))),
@@ -339,6 +330,39 @@ def _ready_pods(names: Names) -> set[str]:
         c["type"] == "Ready" and c["status"] == "True" for c in (p.get("status") or {}).get("conditions") or [])}
 
 
+def _observe_security(spec: CaxtonClusterSpec, names: Names, body: kopf.Body, patch: kopf.Patch,
+                      conditions: Conditions, found: dict[str, Any]) -> None:
+    """Certificates (renewal, CA rotation), gossip key and API token rotations: one step each."""
+    try:
+        look = ensure_certificates(spec, names, body, found)
+        if look is None:
+            conditions.set("CertificatesReady", True, "TlsDisabled", "tls.enabled is false: peer traffic is plain")
+        else:
+            certificates = dict(look.status)
+            if look.not_after is not None:
+                renew_at = look.not_after - dt.timedelta(hours=parse_hours(spec.tls.renew_before))
+                certificates |= {"notAfter": f"{look.not_after:%Y-%m-%dT%H:%M:%SZ}",
+                                 "renewAt": f"{renew_at:%Y-%m-%dT%H:%M:%SZ}"}
+            patch.status["certificates"] = certificates
+            plan = look.plan
+            if plan.phase == rotation.ca.READY and not plan.held:
+                conditions.set("CertificatesReady", True, "Issued",
+                               f"{spec.replicas} node certificates; the first expires "
+                               f"{look.not_after:%Y-%m-%dT%H:%M:%SZ}" if look.not_after else plan.message)
+            else:
+                reason = "RotationHeld" if plan.held else {
+                    rotation.ca.REFUSED: "CARefused", rotation.ca.MISSING: "CertificateAuthorityMissing"}.get(
+                    plan.phase, "Rotating")
+                conditions.set("CertificatesReady", plan.phase in rotation.ca.ROTATING and not plan.held, reason,
+                               plan.message)
+    except LeftoversPending as err:
+        conditions.set("CertificatesReady", False, "WaitingForLeftovers", str(err))
+    for kind in (rotation.GOSSIP_KEY, rotation.API_TOKEN):
+        status = rotation.rotate(kind, spec, names, body, found)
+        if status is not None:
+            patch.status[kind.status_key] = status
+
+
 @kopf.timer(GROUP, VERSION, PLURAL, interval=STATUS_INTERVAL, initial_delay=1)
 def observe(**kwargs: Any) -> None:
     body: kopf.Body = kwargs["body"]
@@ -348,25 +372,11 @@ def observe(**kwargs: Any) -> None:
     previous: dict[str, Any] = dict(body.status or {})
     paused = is_paused(body.metadata)
     conditions = Conditions(previous.get("conditions"))
-    try:
-        not_after = ensure_certificates(spec, names, body)
-        if not_after is None:
-            conditions.set("CertificatesReady", True, "TlsDisabled", "tls.enabled is false: peer traffic is plain")
-        else:
-            renew_at = not_after - dt.timedelta(hours=parse_hours(spec.tls.renew_before))
-            patch.status["certificates"] = {"notAfter": f"{not_after:%Y-%m-%dT%H:%M:%SZ}",
-                                            "renewAt": f"{renew_at:%Y-%m-%dT%H:%M:%SZ}"}
-            conditions.set("CertificatesReady", True, "Issued",
-                           f"{spec.replicas} node certificates; the first expires {not_after:%Y-%m-%dT%H:%M:%SZ}")
-    except LeftoversPending as err:
-        conditions.set("CertificatesReady", False, "WaitingForLeftovers", str(err))
-    except kopf.TemporaryError as err:
-        conditions.set("CertificatesReady", False, "CertificateAuthorityMissing", str(err))
-
     sts = kubeapi.get(_sts_path(names))
     ready = int(((sts or {}).get("status") or {}).get("readyReplicas", 0))
     api = NodeApi(names)
     pods = [names.pod(i) for i in range(max(spec.replicas, int((sts or {}).get("spec", {}).get("replicas", 0))))]
+    _observe_security(spec, names, body, patch, conditions, rotation.reports(api, pods) if sts else {})
     answer = api.first_answer(pods, "/v1/cluster/members") if sts else None
     raw_members: list[dict[str, Any]] = answer[1] if answer else []
     changes: list[dict[str, Any]] = []

@@ -7,10 +7,11 @@ import base64
 import datetime as dt
 import os
 import secrets as pysecrets
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from caxton_node import pki
+from cryptography import x509
 
 from caxton_operator.config import parse_hours
 from caxton_operator.models import CaxtonClusterSpec
@@ -23,10 +24,25 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _secret(names: Names, name: str, data: dict[str, bytes]) -> Obj:
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": name, "namespace": names.namespace, "labels": dict(names.labels)},
+def _secret(names: Names, name: str, data: dict[str, bytes], annotations: dict[str, str] | None = None) -> Obj:
+    meta: Obj = {"name": name, "namespace": names.namespace, "labels": dict(names.labels)}
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta,
             "data": {k: _b64(v) for k, v in data.items()}}
+
+
+def secret(names: Names, name: str, data: dict[str, bytes], annotations: dict[str, str] | None = None) -> Obj:
+    """A Secret of this cluster (labels, namespace), e.g. rewritten by a rotation."""
+    return _secret(names, name, data, annotations)
+
+
+def new_gossip_key() -> bytes:
+    return base64.b64encode(os.urandom(32))
+
+
+def new_token() -> bytes:
+    return pysecrets.token_urlsafe(32).encode()
 
 
 def gossip_secret(names: Names) -> Obj:
@@ -37,9 +53,10 @@ def token_secret(names: Names) -> Obj:
     return _secret(names, names.token, {"token": pysecrets.token_urlsafe(32).encode()})
 
 
-def ca_secret(names: Names) -> Obj:
-    ca = pki.new_ca(f"caxton-{names.namespace}-{names.cluster}-ca")
-    return _secret(names, names.ca, {"ca.crt": ca.cert_pem, "ca.key": ca.key_pem})
+def ca_secret(names: Names, annotations: dict[str, str] | None = None, generation: int = 1) -> Obj:
+    suffix = f"-g{generation}" if generation > 1 else ""
+    ca = pki.new_ca(f"caxton-{names.namespace}-{names.cluster}-ca{suffix}")
+    return _secret(names, names.ca, {"ca.crt": ca.cert_pem, "ca.key": ca.key_pem}, annotations)
 
 
 def ca_keypair(secret: Obj) -> pki.KeyPair:
@@ -52,33 +69,25 @@ def ca_keypair(secret: Obj) -> pki.KeyPair:
     raise ValueError(f"Secret {name} holds no CA: it needs ca.crt and ca.key (or tls.crt and tls.key)")
 
 
-@dataclass(frozen=True)
-class NodeCertificates:
-    secret: Obj
-    renewed: list[str]  # pods whose certificate was (re)issued
-    not_after: dt.datetime  # the earliest expiry
+def node_leaf(spec: CaxtonClusterSpec, names: Names, ca: pki.KeyPair, pod: str) -> pki.KeyPair:
+    """A node's certificate: CN = pod name, valid for tls.certDuration (at most the CA's life)."""
+    return pki.issue(ca, pod, dns_names=(pod, f"{pod}.{names.peers_service}.{names.namespace}.svc"),
+                     valid_for=dt.timedelta(hours=parse_hours(spec.tls.cert_duration)))
 
 
-def tls_secret(spec: CaxtonClusterSpec, names: Names, ca: pki.KeyPair, existing: Obj | None,
-               now: dt.datetime | None = None) -> NodeCertificates:
-    """A certificate for every ordinal; keeps those issued by this CA that are outside the
-    renew-before window, (re)issues the rest."""
-    now = now or dt.datetime.now(dt.UTC)
+def node_certificates(spec: CaxtonClusterSpec, names: Names, ca: pki.KeyPair, existing: Obj | None, *,
+                      bundle: list[x509.Certificate], issue: Iterable[str]) -> Obj:
+    """The Secret the nodes mount: the trust bundle (`ca.crt`, one or more CAs) and a certificate
+    per ordinal. Pods in `issue` get a new one from `ca`; the others keep theirs; ordinals
+    beyond spec.replicas are dropped."""
     have = {k: base64.b64decode(v) for k, v in ((existing or {}).get("data") or {}).items()}
-    if have.get("ca.crt") != ca.cert_pem:
-        have = {}
-    data = {"ca.crt": ca.cert_pem}
-    validity = dt.timedelta(hours=parse_hours(spec.tls.cert_duration))
-    renew_before = dt.timedelta(hours=parse_hours(spec.tls.renew_before))
-    renewed, expiries = [], []
+    data = {"ca.crt": pki.bundle_pem(bundle)}
+    fresh = set(issue)
     for ordinal in range(spec.replicas):
         pod = names.pod(ordinal)
         cert, key = have.get(f"{pod}.crt"), have.get(f"{pod}.key")
-        if cert is None or key is None or pki.expires_at(cert) - now <= renew_before:
-            pair = pki.issue(ca, pod, dns_names=(pod, f"{pod}.{names.peers_service}.{names.namespace}.svc"),
-                             valid_for=validity)
+        if pod in fresh or cert is None or key is None:
+            pair = node_leaf(spec, names, ca, pod)
             cert, key = pair.cert_pem, pair.key_pem
-            renewed.append(pod)
         data[f"{pod}.crt"], data[f"{pod}.key"] = cert, key
-        expiries.append(pki.expires_at(cert))
-    return NodeCertificates(_secret(names, names.tls, data), renewed, min(expiries))
+    return _secret(names, names.tls, data)

@@ -53,7 +53,7 @@ def test_gossip_key_rotates_live_without_a_split(node_factory: NodeFactory, tmp_
     for step, keys in (("add the new key", [old, new]), ("make it primary", [new, old]), ("drop the old key", [new])):
         for path in files:
             write_keys(path, keys)
-        expected = {"primary": key_id(keys[0]), "keys": len(keys)}
+        expected = {"primary": key_id(keys[0]), "keys": len(keys), "ids": [key_id(k) for k in keys]}
         for node in nodes:
             wait_for(lambda node=node, expected=expected: status(node)["gossipKeyring"] == expected,  # type: ignore[misc]
                      timeout=30,
