@@ -59,6 +59,14 @@ class DeployRequest(Request):
                                description="the binary Wasm module, base64-encoded")]
     limits: DeployLimits = Field(default_factory=DeployLimits)
     priority: Priority = "normal"
+    state: Annotated[str, Field(json_schema_extra={"format": "byte"})] | None = Field(
+        default=None, description="base64 state from the agent's snapshot on the node it moves from, "
+                                  "given to its agent_restore export before its first message")
+
+
+class FreezeRequest(Request):
+    lease: Annotated[str, Field(pattern=DURATION_PATTERN)] = Field(
+        default="60s", description="the agent resumes here if it has not been removed (moved) by then")
 
 
 class DrainRequest(Request):
@@ -99,6 +107,7 @@ class Agent(Reply):
     id: str
     node: str
     state: Literal["running", "suspended"]
+    moving: bool = Field(default=False, description="frozen for a move: it queues, and does not run, here")
     sha256: str
     priority: Priority
     limits: AgentLimitsView
@@ -108,6 +117,29 @@ class Agent(Reply):
     memoryBytes: int
     avgLatencyMs: float
     p99LatencyMs: float
+
+
+class Frozen(Reply):
+    id: str
+    node: str
+    queued: int = Field(description="messages waiting for it here; they travel with it on the handoff")
+    keepsState: bool = Field(description="whether the module exports agent_snapshot and agent_restore")
+    state: str | None = Field(description="base64 snapshot for the deploy on the node it moves to")
+
+
+class Load(Reply):
+    node: str
+    agents: int
+    messageRate: float | None = Field(description="messages handled per second over windowSeconds; "
+                                                   "null until two looks a second apart exist")
+    windowSeconds: float
+    cpuPercent: float | None = Field(description="CPU this node process used over windowSeconds")
+    memoryBytes: int = Field(description="the node process's resident set size")
+    memoryLimitBytes: int
+    memoryLimitSource: Literal["cgroup", "host", "unknown"]
+    memoryFraction: float | None
+    agentRates: dict[str, float | None]
+    moving: list[str] = Field(description="agents frozen here while they move away")
 
 
 class Accepted(Reply):
