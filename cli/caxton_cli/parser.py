@@ -24,7 +24,7 @@ def build(prog: str) -> argparse.ArgumentParser:
     tree.global_flags(parser, on_root=True)
     parser.set_defaults(front_door=tree.mode)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for noun in (_cluster, _agents, _queue, _memory, _trace, _emergency, _circuit_breaker, _send):
+    for noun in (_cluster, _agents, _queue, _memory, _trace, _emergency, _circuit_breaker, _send, _resources):
         noun(tree, sub)
     if not tree.kubectl:  # these act on this machine, not on a CaxtonCluster
         _server(tree, sub)
@@ -83,6 +83,43 @@ def _cluster(tree: Tree, sub: Parsers) -> None:
         scale.add_argument("--replicas", type=int, required=True)
         add_wait_flags(scale, 300.0)
         _upgrade(tree, cluster)
+        _capacity(tree, cluster)
+
+
+def _capacity(tree: Tree, cluster: Parsers) -> None:
+    """`cluster rebalance|add-node|remove`: the operator moves agents (docs/rebalance.md)."""
+    run = "caxton_cli.capacity"
+    rebalance = tree.verb(cluster, "rebalance", run=f"{run}:rebalance",
+                          help="move agents so no node is over the load threshold (the plan is in status)",
+                          examples=["# the plan only: AGENT FROM TO REASON, nothing moves\n"
+                                    "cluster rebalance --strategy least-loaded --dry-run",
+                                    "cluster rebalance --strategy least-loaded --wait -o json"])
+    rebalance.add_argument("--strategy", choices=("least-loaded",), default="least-loaded")
+    rebalance.add_argument("--dry-run", action="store_true", help="print the plan, move nothing")
+    rebalance.add_argument("--wait", action="store_true", help="follow the moves until the rebalance is done")
+    rebalance.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (default: %(default)s)")
+    add = tree.verb(cluster, "add-node", run=f"{run}:add_node",
+                    help="add nodes (scale subresource); wait until they are alive and hold agents",
+                    examples=["cluster add-node", "cluster add-node --count 2 --timeout 600"])
+    add.add_argument("--count", type=int, default=1, help="how many nodes to add (default: 1)")
+    add_wait_flags(add, 600.0)
+    remove = tree.verb(cluster, "remove", run=f"{run}:remove_node",
+                       help="drain a node and remove it (highest ordinal: scale down; "
+                            "otherwise it is replaced by a fresh member)",
+                       examples=["cluster remove demo-1",
+                                 "# a failed node that will not come back: forget it without draining\n"
+                                 "cluster remove --node demo-1 --force"])
+    remove.add_argument("member", nargs="?", metavar="NODE", help="the node (pod); or give it with --node")
+    remove.add_argument("--force", action="store_true",
+                        help="do not drain: every member forgets it (force-leave), then it is replaced")
+    add_wait_flags(remove, 600.0)
+
+
+def _resources(tree: Tree, sub: Parsers) -> None:
+    tree.verb(sub, "resources", run="caxton_cli.capacity:resources",
+              help="NODE CPU MEMORY AGENTS per node, from the nodes' own measurements"
+                   + (" (every node)" if tree.kubectl else ""),
+              examples=["resources", "resources -o json"])
 
 
 def _upgrade(tree: Tree, cluster: Parsers) -> None:
