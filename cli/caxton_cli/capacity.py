@@ -53,6 +53,43 @@ def resources(args: argparse.Namespace) -> None:
         raise CommandError(f"{len(failed)} of {len(answers)} node(s) did not answer", exit_code=3)
 
 
+def shed_load(args: argparse.Namespace) -> None:
+    """Straight to the nodes (it must work while the operator is down): each sheds the share asked."""
+    if not 0 < args.percentage <= 100:
+        raise CommandError("--percentage must be above 0 and at most 100", exit_code=2)
+    answers = ask_every_node(args, lambda client: client.call("POST", "/v1/shed-load",
+                                                              json={"percentage": args.percentage}))
+    shed = [a.result for a in answers if a.error is None]
+    rows = [(n["node"], a["id"], a["priority"], f"{a['messageRate']:.1f}") for n in shed for a in n["suspended"]]
+    emit(shed, args.output, headers=("NODE", "SUSPENDED", "PRIORITY", "MSG/S"), rows=rows,
+         empty="nothing suspended: no agent handled messages recently")
+    if args.output == "table":
+        for n in shed:
+            print(f"{n['node']}: shed {n['shed']:.1f} of {n['messageRate']:.1f} messages/s "
+                  f"(asked {args.percentage:g}%); undo with: agents resume --priority low", file=sys.stderr)
+    failed = [a for a in answers if a.error is not None]
+    for answer in failed:
+        print(f"{answer.node}: {answer.error}", file=sys.stderr)
+    if failed:
+        raise CommandError(f"{len(failed)} of {len(answers)} node(s) did not answer", exit_code=3)
+
+
+def memory_gc(args: argparse.Namespace) -> None:
+    """Straight to the nodes: each gives back what it can and says how much, next to its RSS drop."""
+    answers = ask_every_node(args, lambda client: client.call("POST", "/v1/memory/gc",
+                                                              json={"aggressive": args.aggressive}, timeout=120))
+    freed = [a.result for a in answers if a.error is None]
+    emit(freed, args.output, headers=("NODE", "AGENTS RESTARTED", "AGENT MEMORY FREED", "WAL FREED", "RSS BEFORE",
+                                      "RSS AFTER"),
+         rows=[(n["node"], len(n["restarted"]), _size(n["agentMemoryFreedBytes"]), _size(n["walBytesFreed"]),
+                _size(n["rssBeforeBytes"]), _size(n["rssAfterBytes"])) for n in freed])
+    failed = [a for a in answers if a.error is not None]
+    for answer in failed:
+        print(f"{answer.node}: {answer.error}", file=sys.stderr)
+    if failed:
+        raise CommandError(f"{len(failed)} of {len(answers)} node(s) did not answer", exit_code=3)
+
+
 # -- rebalance ----------------------------------------------------------------------------------------
 
 def _status(ref: ClusterRef) -> dict[str, Any]:

@@ -71,6 +71,11 @@ def _cluster(tree: Tree, sub: Parsers) -> None:
                       examples=["cluster watch --timeout 600"])
     watch.add_argument("--timeout", type=float, default=300.0, help="stop after this many seconds (default 300)")
     watch.add_argument("--interval", type=float, default=1.0)
+    shed = tree.verb(cluster, "shed-load", run="caxton_cli.capacity:shed_load",
+                     help="suspend agents (low priority, then the busiest) until the message rate drops by a share"
+                     + (" (on every node)" if tree.kubectl else ""),
+                     examples=["cluster shed-load --percentage 20", "# undo it\nagents resume --priority low"])
+    shed.add_argument("--percentage", type=float, required=True, help="share of the recent message rate to shed")
     tree.verb(cluster, "verify", run=f"{run}:verify",
               help="compare state across members and name every difference" + (
                   " (every node's view)" if tree.kubectl else ""),
@@ -206,8 +211,10 @@ def _agents(tree: Tree, sub: Parsers) -> None:
                                   "agents suspend --priority low"])
     suspend.add_argument("id", nargs="?")
     suspend.add_argument("--priority", choices=PRIORITIES, help="suspend every running agent of this priority")
-    tree.verb(agents, "resume", run=f"{run}:agents_suspend_resume", help="resume an agent",
-              examples=["agent resume processor-5"]).add_argument("id", nargs="?")
+    resume = tree.verb(agents, "resume", run=f"{run}:agents_suspend_resume", help="resume an agent",
+                       examples=["agent resume processor-5", "# undo shed-load\nagents resume --priority low"])
+    resume.add_argument("id", nargs="?")
+    resume.add_argument("--priority", choices=PRIORITIES, help="resume every suspended agent of this priority")
 
 
 def _queue(tree: Tree, sub: Parsers) -> None:
@@ -226,6 +233,11 @@ def _memory(tree: Tree, sub: Parsers) -> None:
     tree.verb(memory, "stats", run="caxton_cli.node_commands:memory_stats",
               help="agent memory against limits" + (" (every node, with totals)" if tree.kubectl else ""),
               examples=["memory stats"])
+    tree.verb(memory, "gc", run="caxton_cli.capacity:memory_gc",
+              help="give memory back: idle agents restarted (with their snapshot), WAL truncated; bytes freed"
+              + (" per node" if tree.kubectl else ""),
+              examples=["memory gc", "# every idle agent, not only those that shrink\nmemory gc --aggressive -o json"]
+              ).add_argument("--aggressive", action="store_true", help="restart every idle agent")
 
 
 def _trace(tree: Tree, sub: Parsers) -> None:

@@ -7,6 +7,7 @@ directory when it starts, so a restarted node carries on where it stopped.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import resource
@@ -31,7 +32,7 @@ from caxton_node.metrics import NodeMetrics
 from caxton_node.peers.forwarder import Forwarder
 from caxton_node.routing.router import AgentSlot, QueueFull, Router, UnknownReceiver
 from caxton_node.store import AgentRecord, Store
-from caxton_node.system import memory_available_bytes, rss_bytes
+from caxton_node.system import memory_available_bytes, return_free_memory, rss_bytes
 
 log = logging.getLogger("caxton.node")
 
@@ -330,6 +331,38 @@ class Node:
         self._wait_suspended(chosen)
         return chosen
 
+    def resume_by_priority(self, priority: str) -> list[str]:
+        """Undoes `suspend_by_priority` and `shed_load` for one priority."""
+        if priority not in PRIORITIES:
+            raise NodeError("invalid_priority", f"priority must be one of {', '.join(PRIORITIES)}")
+        chosen = [r.id for r in list(self._records.values()) if r.priority == priority and r.state == "suspended"]
+        for agent_id in chosen:
+            self._set_state(agent_id, False)
+        return chosen
+
+    def shed_load(self, percentage: float) -> dict[str, Any]:
+        """Suspends running agents, low priority first and the busiest first within a priority, until
+        the recent message rate of those suspended reaches `percentage` of the node's (caxton_node.load).
+        `resume_by_priority` undoes it."""
+        if not 0 < percentage <= 100:
+            raise NodeError("invalid_percentage", "percentage must be above 0 and at most 100")
+        rates = {agent: rate or 0.0 for agent, rate in self.load_meter.measure()["agentRates"].items()}
+        total = sum(rates.values())
+        goal = total * percentage / 100
+        running = [r for r in list(self._records.values()) if r.state == "running"]
+        shed, chosen = 0.0, list[dict[str, Any]]()
+        for record in sorted(running, key=lambda r: (PRIORITIES.index(r.priority), -rates.get(r.id, 0.0), r.id)):
+            if shed >= goal:
+                break
+            self._set_state(record.id, True)
+            shed += rates.get(record.id, 0.0)
+            chosen.append({"id": record.id, "priority": record.priority, "messageRate": rates.get(record.id, 0.0)})
+        self._wait_suspended([c["id"] for c in chosen])
+        if chosen:
+            log.warning("shed load: suspended %d agent(s), %.1f of %.1f messages/s", len(chosen), shed, total)
+        return {"node": self.id, "messageRate": round(total, 2), "goal": round(goal, 2), "shed": round(shed, 2),
+                "suspended": chosen}
+
     def describe(self, agent_id: str) -> dict[str, Any]:
         record = self._get(agent_id)
         slot = self.router.agents.get(agent_id)
@@ -384,6 +417,47 @@ class Node:
             "hostAvailableBytes": memory_available_bytes(),
             "top": sorted(agents, key=lambda a: -a["memoryBytes"])[:10],
         }
+
+    def memory_gc(self, *, aggressive: bool) -> dict[str, Any]:
+        """Gives back what can really be given back. Wasm memory never shrinks, so an idle agent
+        (nothing queued) is given a fresh instance, with its snapshot if it keeps state
+        (docs/agent-abi.md): only when that frees memory, or every idle one with `aggressive`.
+        Then the SQLite WAL is checkpointed and truncated, and the allocator returns free pages."""
+        rss_before = rss_bytes()
+        restarted, freed = [], 0
+        for slot in list(self.router.agents.values()):
+            if slot.queue or slot.restart is None or slot.suspended:
+                continue  # busy (or frozen for a move): left alone
+            with slot.lock:  # no worker inside it from here on
+                old = slot.instance
+                if old is None or slot.removed or slot.queue:
+                    continue
+                try:
+                    state = old.snapshot()
+                    fresh = slot.restart()
+                    if state is not None:
+                        fresh.restore(state)
+                except AgentError as err:
+                    log.warning("memory gc left agent %s as it was: %s", slot.id, err)
+                    continue
+                before, after = old.memory_bytes(), fresh.memory_bytes()
+                if after >= before and not aggressive:
+                    fresh.close()
+                    continue
+                slot.instance, slot.memory_bytes = fresh, after
+                old.close()  # not agent_shutdown: the agent lives on in the fresh instance
+                restarted.append({"id": slot.id, "memoryBefore": before, "memoryAfter": after,
+                                  "keptState": state is not None})
+                freed += before - after
+        wal = self.store.checkpoint()
+        gc.collect()
+        return_free_memory()
+        rss_after = rss_bytes()
+        log.info("memory gc: %d agent(s) restarted, %d bytes of Wasm memory and %d of WAL freed; RSS %d -> %d",
+                 len(restarted), freed, wal, rss_before, rss_after)
+        return {"node": self.id, "aggressive": aggressive, "restarted": restarted, "agentMemoryFreedBytes": freed,
+                "walBytesFreed": wal, "rssBeforeBytes": rss_before, "rssAfterBytes": rss_after,
+                "rssFreedBytes": rss_before - rss_after}
 
     def drain(self, timeout: float) -> dict[str, Any]:
         """Waits up to `timeout` for the queues to empty, then dead-letters what is left."""

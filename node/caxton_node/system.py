@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from pathlib import Path
 
 
@@ -43,3 +45,13 @@ def memory_limit_bytes() -> tuple[int, str]:
     except OSError:
         pass
     return 0, "unknown"
+
+
+def return_free_memory() -> bool:
+    """Asks the C allocator to give free heap pages back to the system (glibc's malloc_trim)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        return bool(libc is not None and libc.malloc_trim(0))
+    except (OSError, AttributeError):
+        return False

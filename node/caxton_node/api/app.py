@@ -176,7 +176,8 @@ def create_app(node: Node, token: str | None) -> Edge:
         """Agents, recent message rate, CPU and memory against the limit: what rebalancing weighs."""
         return node.load()
 
-    @app.post("/v1/agents/{agent_id}/freeze", response_model=models.Frozen, responses=_errors(400, 404, 409, 503))
+    @app.post("/v1/agents/{agent_id}/freeze", response_model=models.Frozen,
+              responses=_errors(400, 404, 409, 413, 503))
     def freeze(agent_id: Name, body: models.FreezeRequest | None = None) -> dict[str, Any]:
         """First step of a move (docs/rebalance.md): the agent stops running here, its messages queue,
         and its snapshot comes back for the copy. `resume`, or the lease running out, undoes it."""
@@ -196,6 +197,21 @@ def create_app(node: Node, token: str | None) -> Edge:
     @app.post("/v1/suspend-by-priority", response_model=models.Suspended, responses=_errors(400, 413))
     def suspend_priority(body: models.PriorityRequest) -> dict[str, Any]:
         return {"suspended": node.suspend_by_priority(body.priority)}
+
+    @app.post("/v1/resume-by-priority", response_model=models.Suspended, responses=_errors(400, 413))
+    def resume_priority(body: models.PriorityRequest) -> dict[str, Any]:
+        """Undoes suspend-by-priority and shed-load for one priority (`suspended` lists those resumed)."""
+        return {"suspended": node.resume_by_priority(body.priority)}
+
+    @app.post("/v1/memory/gc", response_model=models.MemoryGc, responses=_errors(400, 413))
+    def memory_gc(body: models.MemoryGcRequest | None = None) -> dict[str, Any]:
+        """Idle agents' instances restarted (with their snapshot), the WAL truncated, free pages returned."""
+        return node.memory_gc(aggressive=(body or models.MemoryGcRequest()).aggressive)
+
+    @app.post("/v1/shed-load", response_model=models.Shed, responses=_errors(400, 413))
+    def shed_load(body: models.ShedLoadRequest) -> dict[str, Any]:
+        """Suspends agents, low priority and busiest first, until their recent rate is the share asked."""
+        return node.shed_load(body.percentage)
 
     @app.get("/v1/slow-agents", response_model=list[models.Agent], responses=_errors(400))
     def slow_agents(threshold: Annotated[str, Query(pattern=models.DURATION_PATTERN)] = "100ms",

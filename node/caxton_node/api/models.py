@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from caxton_node import limits as bounds
 from caxton_node.jsontext import MAX_DEPTH
@@ -83,6 +83,14 @@ class PriorityRequest(Request):
     priority: Priority
 
 
+class ShedLoadRequest(Request):
+    percentage: Annotated[float, Field(gt=0, le=100, description="share of the node's recent message rate to shed")]
+
+
+class MemoryGcRequest(Request):
+    aggressive: StrictBool = Field(default=False, description="restart every idle agent, not only those it shrinks")
+
+
 class MessageIn(Request):
     performative: Performative
     sender: Annotated[str, Field(min_length=1, max_length=256)]
@@ -140,6 +148,31 @@ class Load(Reply):
     memoryFraction: float | None
     agentRates: dict[str, float | None]
     moving: list[str] = Field(description="agents frozen here while they move away")
+
+
+class ShedAgent(Reply):
+    id: str
+    priority: Priority
+    messageRate: float
+
+
+class Shed(Reply):
+    node: str
+    messageRate: float = Field(description="the node's recent rate (messages/s) before shedding")
+    goal: float
+    shed: float = Field(description="the recent rate of the agents suspended")
+    suspended: list[ShedAgent]
+
+
+class MemoryGc(Reply):
+    node: str
+    aggressive: bool
+    restarted: list[dict[str, Any]] = Field(description="agents given a fresh instance, memory before and after")
+    agentMemoryFreedBytes: int = Field(description="Wasm memory given back by the restarted agents")
+    walBytesFreed: int = Field(description="disk: what the WAL checkpoint truncated")
+    rssBeforeBytes: int
+    rssAfterBytes: int
+    rssFreedBytes: int
 
 
 class Accepted(Reply):
