@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 MEMORY_CEILING = 0.85  # a node above this fraction of its memory limit receives no agents
 
@@ -153,3 +154,11 @@ def gates(world: World) -> list[str]:
         blocked.append(f"cooldown_elapsed: {world.seconds_since_last_move:.0f}s since the last move, "
                        f"{world.cooldown:.0f}s between automatic rounds")
     return blocked
+
+
+def pending(request: dict[str, Any] | None, previous: dict[str, Any]) -> dict[str, Any] | None:
+    """The `cluster rebalance` request still to act on, given the last status.rebalance: a new one,
+    or the one whose run is still moving. An answered one (dry runs included) is done with."""
+    if request is None or request.get("id") != previous.get("requestId"):
+        return request
+    return request if previous.get("phase") == "Moving" and previous.get("trigger") == "Requested" else None

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from caxton_operator.balance import AgentLoad, NodeLoad, World, gates, imbalance, parse_threshold, plan, weights
+from caxton_operator.balance import (
+    AgentLoad,
+    NodeLoad,
+    World,
+    gates,
+    imbalance,
+    parse_threshold,
+    pending,
+    plan,
+    weights,
+)
 
 
 def nodes(*counts: int, rates: dict[str, float] | None = None, memory: dict[str, float] | None = None,
@@ -90,3 +100,22 @@ WORLD = World(strategy="least-loaded", requested=False, upgrading="", partitione
 def test_gates(changes: dict[str, object], blocked: list[str]) -> None:
     world = World(**{**WORLD.__dict__, **changes})
     assert [g.split(":", 1)[0] for g in gates(world)] == blocked
+
+
+DRY = {"id": "r1", "strategy": "least-loaded", "dryRun": True}
+REAL = {"id": "r2", "strategy": "least-loaded", "dryRun": False}
+
+
+@pytest.mark.parametrize(("request_", "previous", "acted_on"), [
+    (None, {}, False),
+    (DRY, {}, True),  # new
+    (DRY, {"requestId": "r1", "phase": "Proposed"}, False),  # answered
+    # An automatic run moving after a dry run was answered: the old request must not come back.
+    (DRY, {"requestId": "r1", "phase": "Moving", "trigger": "Imbalance"}, False),
+    (REAL, {"requestId": "r2", "phase": "Moving", "trigger": "Requested"}, True),  # its run goes on
+    (REAL, {"requestId": "r2", "phase": "Done", "trigger": "Requested"}, False),
+    (REAL, {"requestId": "r1", "phase": "Done"}, True),  # a newer request
+])
+def test_which_request_is_pending(request_: dict[str, object] | None, previous: dict[str, object],
+                                  acted_on: bool) -> None:
+    assert (pending(request_, previous) is not None) == acted_on

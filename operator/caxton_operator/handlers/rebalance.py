@@ -77,9 +77,7 @@ def rebalance(**kwargs: Any) -> None:
     status: dict[str, Any] = dict(body.status or {})
     previous: dict[str, Any] = dict(status.get("rebalance") or {})
     names = Names(name, namespace)
-    request = _request(body)
-    if request is not None and request["id"] == previous.get("requestId") and previous.get("phase") != "Moving":
-        request = None  # answered already
+    request = balance.pending(_request(body), previous)
 
     # -- gather
     sts = kubeapi.get(f"/apis/apps/v1/namespaces/{namespace}/statefulsets/{names.statefulset}")
@@ -116,13 +114,14 @@ def rebalance(**kwargs: Any) -> None:
         strategy=strategy, requested=request is not None, upgrading=upgrading, partitioned=partitioned,
         unanswered=tuple(p for p in staying if p not in reports), scaling=scaling,
         seconds_since_last_move=time.time() - last_move if last_move else None, cooldown=COOLDOWN))
-    continuing = previous.get("phase") == "Moving"
+    # A run lasts from its first move until nothing is left to move; a gate may hold it on the way.
+    continuing = previous.get("phase") in ("Moving", "Blocked")
     state: dict[str, Any] = {
         "strategy": strategy, "threshold": spec.rebalance.threshold, "imbalance": f"{plan.before:.0%}",
         "nodes": [{"name": n.node, "agents": len(n.agents), "load": plan.loads.get(n.node, 0.0),
                    "messageRate": reports[n.node].get("messageRate"),
                    "memoryFraction": reports[n.node].get("memoryFraction")} for n in nodes],
-        "trigger": "Requested" if request else previous.get("trigger") if continuing
+        "trigger": "Requested" if request else previous.get("trigger") if previous.get("phase") == "Moving"
         else _trigger(status, reports),
         "requestId": request["id"] if request else previous.get("requestId"),
         "lastMoveTime": previous.get("lastMoveTime"),
@@ -154,8 +153,14 @@ def rebalance(**kwargs: Any) -> None:
         state.update(phase="Balanced", reason=plan.note, plan=[], proposed=0, done=0, failed=0)
         kwargs["patch"].status["rebalance"] = state
         return
+    if blocked and previous.get("phase") == "Moving" and all(g.startswith("cooldown_elapsed") for g in blocked):
+        state.update(phase="Moving", reason=f"next round after the cooldown; {blocked[0]}")
+        kwargs["patch"].status["rebalance"] = state
+        return
     if blocked:
         state.update(phase="Blocked", reason="; ".join(blocked))
+        if not continuing:
+            state.update(done=0, failed=0)
         if request is not None:
             state["requestId"] = previous.get("requestId")  # not answered: it runs once unblocked
             state["pendingRequest"] = request["id"]
