@@ -89,11 +89,12 @@ def agents_slow(args: argparse.Namespace) -> None:
 
 def agents_suspend_resume(args: argparse.Namespace) -> None:
     client = client_from_args(args)
-    if args.verb == "suspend" and getattr(args, "priority", None):
+    if getattr(args, "priority", None):
         if args.id:
             raise CommandError("give an agent id or --priority, not both")
-        result = client.call("POST", "/v1/suspend-by-priority", json={"priority": args.priority})
-        emit(result, args.output, text=f"suspended {len(result['suspended'])} agent(s) with priority "
+        result = client.call("POST", f"/v1/{args.verb}-by-priority", json={"priority": args.priority})
+        done = "suspended" if args.verb == "suspend" else "resumed"
+        emit(result, args.output, text=f"{done} {len(result['suspended'])} agent(s) with priority "
              f"{args.priority}: {', '.join(result['suspended']) or '-'}")
         return
     if not args.id:

@@ -24,7 +24,7 @@ def build(prog: str) -> argparse.ArgumentParser:
     tree.global_flags(parser, on_root=True)
     parser.set_defaults(front_door=tree.mode)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for noun in (_cluster, _agents, _queue, _memory, _trace, _emergency, _circuit_breaker, _send):
+    for noun in (_cluster, _agents, _queue, _memory, _trace, _emergency, _circuit_breaker, _send, _resources):
         noun(tree, sub)
     if not tree.kubectl:  # these act on this machine, not on a CaxtonCluster
         _server(tree, sub)
@@ -73,6 +73,11 @@ def _cluster(tree: Tree, sub: Parsers) -> None:
                       examples=["cluster watch --timeout 600"])
     watch.add_argument("--timeout", type=float, default=300.0, help="stop after this many seconds (default 300)")
     watch.add_argument("--interval", type=float, default=1.0)
+    shed = tree.verb(cluster, "shed-load", run="caxton_cli.capacity:shed_load",
+                     help="suspend agents (low priority, then the busiest) until the message rate drops by a share"
+                     + (" (on every node)" if tree.kubectl else ""),
+                     examples=["cluster shed-load --percentage 20", "# undo it\nagents resume --priority low"])
+    shed.add_argument("--percentage", type=float, required=True, help="share of the recent message rate to shed")
     tree.verb(cluster, "verify", run=f"{run}:verify",
               help="compare state across members and name every difference" + (
                   " (every node's view)" if tree.kubectl else ""),
@@ -85,6 +90,43 @@ def _cluster(tree: Tree, sub: Parsers) -> None:
         scale.add_argument("--replicas", type=int, required=True)
         add_wait_flags(scale, 300.0)
         _upgrade(tree, cluster)
+        _capacity(tree, cluster)
+
+
+def _capacity(tree: Tree, cluster: Parsers) -> None:
+    """`cluster rebalance|add-node|remove`: the operator moves agents (docs/rebalance.md)."""
+    run = "caxton_cli.capacity"
+    rebalance = tree.verb(cluster, "rebalance", run=f"{run}:rebalance",
+                          help="move agents so no node is over the load threshold (the plan is in status)",
+                          examples=["# the plan only: AGENT FROM TO REASON, nothing moves\n"
+                                    "cluster rebalance --strategy least-loaded --dry-run",
+                                    "cluster rebalance --strategy least-loaded --wait -o json"])
+    rebalance.add_argument("--strategy", choices=("least-loaded",), default="least-loaded")
+    rebalance.add_argument("--dry-run", action="store_true", help="print the plan, move nothing")
+    rebalance.add_argument("--wait", action="store_true", help="follow the moves until the rebalance is done")
+    rebalance.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (default: %(default)s)")
+    add = tree.verb(cluster, "add-node", run=f"{run}:add_node",
+                    help="add nodes (scale subresource); wait until they are alive and hold agents",
+                    examples=["cluster add-node", "cluster add-node --count 2 --timeout 600"])
+    add.add_argument("--count", type=int, default=1, help="how many nodes to add (default: 1)")
+    add_wait_flags(add, 600.0)
+    remove = tree.verb(cluster, "remove", run=f"{run}:remove_node",
+                       help="drain a node and remove it (highest ordinal: scale down; "
+                            "otherwise it is replaced by a fresh member)",
+                       examples=["cluster remove demo-1",
+                                 "# a failed node that will not come back: forget it without draining\n"
+                                 "cluster remove --node demo-1 --force"])
+    remove.add_argument("member", nargs="?", metavar="NODE", help="the node (pod); or give it with --node")
+    remove.add_argument("--force", action="store_true",
+                        help="do not drain: every member forgets it (force-leave), then it is replaced")
+    add_wait_flags(remove, 600.0)
+
+
+def _resources(tree: Tree, sub: Parsers) -> None:
+    tree.verb(sub, "resources", run="caxton_cli.capacity:resources",
+              help="NODE CPU MEMORY AGENTS per node, from the nodes' own measurements"
+                   + (" (every node)" if tree.kubectl else ""),
+              examples=["resources", "resources -o json"])
 
 
 def _upgrade(tree: Tree, cluster: Parsers) -> None:
@@ -171,8 +213,10 @@ def _agents(tree: Tree, sub: Parsers) -> None:
                                   "agents suspend --priority low"])
     suspend.add_argument("id", nargs="?")
     suspend.add_argument("--priority", choices=PRIORITIES, help="suspend every running agent of this priority")
-    tree.verb(agents, "resume", run=f"{run}:agents_suspend_resume", help="resume an agent",
-              examples=["agent resume processor-5"]).add_argument("id", nargs="?")
+    resume = tree.verb(agents, "resume", run=f"{run}:agents_suspend_resume", help="resume an agent",
+                       examples=["agent resume processor-5", "# undo shed-load\nagents resume --priority low"])
+    resume.add_argument("id", nargs="?")
+    resume.add_argument("--priority", choices=PRIORITIES, help="resume every suspended agent of this priority")
 
 
 def _queue(tree: Tree, sub: Parsers) -> None:
@@ -191,6 +235,11 @@ def _memory(tree: Tree, sub: Parsers) -> None:
     tree.verb(memory, "stats", run="caxton_cli.node_commands:memory_stats",
               help="agent memory against limits" + (" (every node, with totals)" if tree.kubectl else ""),
               examples=["memory stats"])
+    tree.verb(memory, "gc", run="caxton_cli.capacity:memory_gc",
+              help="give memory back: idle agents restarted (with their snapshot), WAL truncated; bytes freed"
+              + (" per node" if tree.kubectl else ""),
+              examples=["memory gc", "# every idle agent, not only those that shrink\nmemory gc --aggressive -o json"]
+              ).add_argument("--aggressive", action="store_true", help="restart every idle agent")
 
 
 def _trace(tree: Tree, sub: Parsers) -> None:

@@ -1,7 +1,9 @@
 /*
  * counter: a Caxton agent in C. Counts the `request` messages it receives and
  * answers each with an `inform` whose content is {"count": N}. Anything else is
- * answered with `not_understood`. Built with zig (see build.sh):
+ * answered with `not_understood`. It keeps its count when it moves to another node: it exports
+ * the optional agent_snapshot / agent_restore pair (docs/agent-abi.md), so the node hands the
+ * count over instead of starting the copy at zero. Built with zig (see build.sh):
  *   python -m ziglang cc --target=wasm32-wasi -O2 -s -mexec-model=reactor \
  *       -Wl,--export=caxton_alloc -Wl,--export=handle_message -Wl,--export=agent_init \
  *       -Wl,-z,stack-size=65536 -o counter.wasm counter.c
@@ -51,6 +53,23 @@ int32_t handle_message(int32_t ptr, int32_t len) {
         n = snprintf(reply, sizeof reply, "{\"performative\":\"not_understood\",\"content\":null}");
     }
     return send_message(reply, n);
+}
+
+/* The state a move carries: the count, 8 bytes little-endian, packed as (ptr << 32) | len. */
+static uint64_t snapshot_buf;
+
+__attribute__((export_name("agent_snapshot")))
+uint64_t agent_snapshot(void) {
+    snapshot_buf = count;
+    return ((uint64_t)(uintptr_t)&snapshot_buf << 32) | sizeof snapshot_buf;
+}
+
+/* Given what agent_snapshot returned on the node it moved from; 0 accepts it. */
+__attribute__((export_name("agent_restore")))
+int32_t agent_restore(int32_t ptr, int32_t len) {
+    if (len != (int32_t)sizeof count) return 1;
+    memcpy(&count, (const void *)(intptr_t)ptr, sizeof count);
+    return 0;
 }
 
 void agent_init(void) {

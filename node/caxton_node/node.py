@@ -7,6 +7,7 @@ directory when it starts, so a restarted node carries on where it stopped.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import resource
@@ -27,12 +28,13 @@ from caxton_node.config import Config, parse_duration, parse_size
 from caxton_node.events import EventLog
 from caxton_node.gossip.membership import Membership
 from caxton_node.limits import AGENT_ID_PATTERN, check_deadline, check_fuel, check_memory, valid_agent_id
+from caxton_node.load import LoadMeter
 from caxton_node.messages import Message
 from caxton_node.metrics import NodeMetrics
 from caxton_node.peers.forwarder import Forwarder
 from caxton_node.routing.router import AgentSlot, QueueFull, Router, UnknownReceiver
 from caxton_node.store import AgentRecord, Store
-from caxton_node.system import memory_available_bytes, rss_bytes
+from caxton_node.system import memory_available_bytes, return_free_memory, rss_bytes
 
 log = logging.getLogger("caxton.node")
 
@@ -78,7 +80,10 @@ class Node:
         self.events.attach()
         self._lock = threading.Lock()
         self._records: dict[str, AgentRecord] = {}
+        self._frozen: dict[str, float] = {}  # agent id -> lease end (monotonic) while it moves away
         self._restore()
+        self.load_meter = LoadMeter(lambda: {s.id: s.handled for s in list(self.router.agents.values())})
+        self.load_meter.measure()
 
     # -- limits ---------------------------------------------------------------------------
 
@@ -135,7 +140,9 @@ class Node:
         )
 
     def deploy(self, agent_id: str, wasm: bytes, *, limits: dict[str, Any] | None = None,
-               priority: str = "normal") -> dict[str, Any]:
+               priority: str = "normal", state: bytes | None = None) -> dict[str, Any]:
+        """Deploys an agent; `state` (what its predecessor's snapshot returned, when it moves here)
+        is restored into the fresh instance before it takes its first message."""
         self._check_writable()
         if not valid_agent_id(agent_id or ""):
             raise NodeError("invalid_agent_id", f"agent id {agent_id!r} must match {AGENT_ID_PATTERN}")
@@ -150,6 +157,12 @@ class Node:
                 sha, _ = self.engine.load(wasm)
                 record = AgentRecord(agent_id, sha, record.limits, priority, "running", record.created_ms)
                 slot = self._slot(record, wasm)
+                if state is not None and slot.instance is not None:
+                    try:
+                        slot.instance.restore(state)
+                    except AgentError:
+                        slot.instance.close()
+                        raise
             except AgentError as err:
                 self._collect_modules()  # a refused module leaves nothing behind
                 raise NodeError(err.code, str(err), 422) from None
@@ -204,22 +217,33 @@ class Node:
         """The agent's Wasm module as deployed: what moving it to another node needs."""
         return self.store.load_module(self._get(agent_id).sha256)
 
-    def remove(self, agent_id: str, *, handoff: bool = False) -> int:
+    def remove(self, agent_id: str, *, handoff: bool = False, to: str = "") -> int:
         """Removes the agent once the message it is handling is done (at most its deadline): its
         instance is closed only when no worker is inside it. Its queue is dead-lettered, or with
         `handoff` (the last step of moving it: copy, then remove) another node must already serve
-        the same id and the queued messages follow it there; returns how many did."""
+        the same id and the queued messages follow it there; returns how many did. With `to`, that
+        node must be the one gossip shows serving it, and what arrives here for the agent
+        afterwards is sent there (not to a stale holder some view still shows)."""
         self._check_writable()
         if handoff:
-            where = self.forwarder.locate(agent_id) if self.forwarder is not None else None
-            if where is None or where["state"] != "alive":
-                raise NodeError("no_other_copy", f"no other alive node serves {agent_id} yet (as gossip sees it "
-                                f"from {self.id}); deploy the copy first, or retry once gossip has spread it", 409)
+            if to:
+                if self.forwarder is None or not self.forwarder.serves(to, agent_id):
+                    raise NodeError("no_other_copy", f"gossip does not show {to} alive and serving {agent_id} "
+                                    f"yet (as {self.id} sees it); deploy the copy there first, or retry", 409)
+            else:
+                where = self.forwarder.locate(agent_id) if self.forwarder is not None else None
+                if where is None or where["state"] != "alive":
+                    raise NodeError("no_other_copy", f"no other alive node serves {agent_id} yet (as gossip sees "
+                                    f"it from {self.id}); deploy the copy first, or retry once gossip has spread it",
+                                    409)
         with self._lock:
             self._get(agent_id)
+            if to and self.forwarder is not None:
+                self.forwarder.handed_off(agent_id, to)
             slot = self.router.detach(agent_id)
             self.store.delete_agent(agent_id)
             del self._records[agent_id]
+            self._frozen.pop(agent_id, None)
         # Waiting outside the lock: other deploys and removals go on meanwhile.
         queued: list[Message] = []
         if slot is not None:
@@ -237,6 +261,44 @@ class Node:
         if queued:
             log.info("agent %s removed; %d queued message(s) handed to its copy", agent_id, len(queued))
         return len(queued)
+
+    def freeze(self, agent_id: str, lease: float) -> dict[str, Any]:
+        """The first step of a move: the agent stops taking messages (they queue, and travel with it
+        when the handoff removes it here) and hands over its state if it keeps one. Not persisted,
+        and only for `lease` seconds: a move abandoned half-way (its driver died) resumes the agent."""
+        self._check_writable()
+        with self._lock:
+            self._get(agent_id)
+            self.router.set_suspended(agent_id, True, wait=False)
+            self._frozen[agent_id] = time.monotonic() + lease
+        slot = self.router.agents.get(agent_id)
+        state: bytes | None = None
+        if slot is not None:
+            with slot.lock:  # no worker inside it: the snapshot sees the state after the last message
+                try:
+                    state = slot.instance.snapshot() if slot.instance is not None else None
+                except AgentError as err:
+                    self._thaw(agent_id)
+                    raise NodeError(err.code, str(err), 409) from None
+        timer = threading.Timer(lease, self._thaw_expired, args=(agent_id,))
+        timer.daemon = True
+        timer.start()
+        return {"id": agent_id, "node": self.id, "queued": len(slot.queue) if slot else 0,
+                "keepsState": state is not None, "state": state}
+
+    def _thaw_expired(self, agent_id: str) -> None:
+        until = self._frozen.get(agent_id)
+        if until is not None and time.monotonic() >= until:
+            log.warning("move of agent %s was not finished within its lease; it runs here again", agent_id)
+            self._thaw(agent_id)
+
+    def _thaw(self, agent_id: str) -> None:
+        with self._lock:
+            if self._frozen.pop(agent_id, None) is None:
+                return
+            record = self._records.get(agent_id)
+            if record is not None and record.state == "running":
+                self.router.set_suspended(agent_id, False, wait=False)
 
     def _set_state(self, agent_id: str, suspended: bool) -> None:
         with self._lock:
@@ -256,6 +318,8 @@ class Node:
                 self.router.wait_idle(slot)
 
     def set_suspended(self, agent_id: str, suspended: bool) -> dict[str, Any]:
+        if not suspended:
+            self._frozen.pop(agent_id, None)  # resuming also ends a move's freeze
         self._set_state(agent_id, suspended)
         if suspended:
             self._wait_suspended([agent_id])
@@ -270,6 +334,38 @@ class Node:
         self._wait_suspended(chosen)
         return chosen
 
+    def resume_by_priority(self, priority: str) -> list[str]:
+        """Undoes `suspend_by_priority` and `shed_load` for one priority."""
+        if priority not in PRIORITIES:
+            raise NodeError("invalid_priority", f"priority must be one of {', '.join(PRIORITIES)}")
+        chosen = [r.id for r in list(self._records.values()) if r.priority == priority and r.state == "suspended"]
+        for agent_id in chosen:
+            self._set_state(agent_id, False)
+        return chosen
+
+    def shed_load(self, percentage: float) -> dict[str, Any]:
+        """Suspends running agents, low priority first and the busiest first within a priority, until
+        the recent message rate of those suspended reaches `percentage` of the node's (caxton_node.load).
+        `resume_by_priority` undoes it."""
+        if not 0 < percentage <= 100:
+            raise NodeError("invalid_percentage", "percentage must be above 0 and at most 100")
+        rates = {agent: rate or 0.0 for agent, rate in self.load_meter.measure()["agentRates"].items()}
+        total = sum(rates.values())
+        goal = total * percentage / 100
+        running = [r for r in list(self._records.values()) if r.state == "running"]
+        shed, chosen = 0.0, list[dict[str, Any]]()
+        for record in sorted(running, key=lambda r: (PRIORITIES.index(r.priority), -rates.get(r.id, 0.0), r.id)):
+            if shed >= goal:
+                break
+            self._set_state(record.id, True)
+            shed += rates.get(record.id, 0.0)
+            chosen.append({"id": record.id, "priority": record.priority, "messageRate": rates.get(record.id, 0.0)})
+        self._wait_suspended([c["id"] for c in chosen])
+        if chosen:
+            log.warning("shed load: suspended %d agent(s), %.1f of %.1f messages/s", len(chosen), shed, total)
+        return {"node": self.id, "messageRate": round(total, 2), "goal": round(goal, 2), "shed": round(shed, 2),
+                "suspended": chosen}
+
     def describe(self, agent_id: str) -> dict[str, Any]:
         record = self._get(agent_id)
         slot = self.router.agents.get(agent_id)
@@ -278,6 +374,7 @@ class Node:
             "id": record.id,
             "node": self.id,
             "state": record.state,
+            "moving": agent_id in self._frozen,
             "sha256": record.sha256,
             "priority": record.priority,
             "limits": record.limits,
@@ -306,6 +403,10 @@ class Node:
 
     # -- operations ------------------------------------------------------------------------------
 
+    def load(self) -> dict[str, Any]:
+        """This node's load as the rebalancer weighs it (caxton_node.load, docs/rebalance.md)."""
+        return {"node": self.id, **self.load_meter.measure(), "moving": sorted(self._frozen)}
+
     def memory_stats(self) -> dict[str, Any]:
         agents = self.agents()
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -319,6 +420,47 @@ class Node:
             "hostAvailableBytes": memory_available_bytes(),
             "top": sorted(agents, key=lambda a: -a["memoryBytes"])[:10],
         }
+
+    def memory_gc(self, *, aggressive: bool) -> dict[str, Any]:
+        """Gives back what can really be given back. Wasm memory never shrinks, so an idle agent
+        (nothing queued) is given a fresh instance, with its snapshot if it keeps state
+        (docs/agent-abi.md): only when that frees memory, or every idle one with `aggressive`.
+        Then the SQLite WAL is checkpointed and truncated, and the allocator returns free pages."""
+        rss_before = rss_bytes()
+        restarted, freed = [], 0
+        for slot in list(self.router.agents.values()):
+            if slot.queue or slot.restart is None or slot.suspended:
+                continue  # busy (or frozen for a move): left alone
+            with slot.lock:  # no worker inside it from here on
+                old = slot.instance
+                if old is None or slot.removed or slot.queue:
+                    continue
+                try:
+                    state = old.snapshot()
+                    fresh = slot.restart()
+                    if state is not None:
+                        fresh.restore(state)
+                except AgentError as err:
+                    log.warning("memory gc left agent %s as it was: %s", slot.id, err)
+                    continue
+                before, after = old.memory_bytes(), fresh.memory_bytes()
+                if after >= before and not aggressive:
+                    fresh.close()
+                    continue
+                slot.instance, slot.memory_bytes = fresh, after
+                old.close()  # not agent_shutdown: the agent lives on in the fresh instance
+                restarted.append({"id": slot.id, "memoryBefore": before, "memoryAfter": after,
+                                  "keptState": state is not None})
+                freed += before - after
+        wal = self.store.checkpoint()
+        gc.collect()
+        return_free_memory()
+        rss_after = rss_bytes()
+        log.info("memory gc: %d agent(s) restarted, %d bytes of Wasm memory and %d of WAL freed; RSS %d -> %d",
+                 len(restarted), freed, wal, rss_before, rss_after)
+        return {"node": self.id, "aggressive": aggressive, "restarted": restarted, "agentMemoryFreedBytes": freed,
+                "walBytesFreed": wal, "rssBeforeBytes": rss_before, "rssAfterBytes": rss_after,
+                "rssFreedBytes": rss_before - rss_after}
 
     def drain(self, timeout: float) -> dict[str, Any]:
         """Waits up to `timeout` for the queues to empty, then dead-letters what is left."""

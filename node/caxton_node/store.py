@@ -347,6 +347,15 @@ class Store:
         with self._db_lock, sqlite3.connect(target) as dest:
             self._db.backup(dest)
 
+    def checkpoint(self) -> int:
+        """Folds the WAL into the database and truncates it (`memory gc`); returns the bytes it shrank."""
+        self.flush()
+        wal = self.path.with_name(self.path.name + "-wal")
+        before = wal.stat().st_size if wal.exists() else 0
+        with self._db_lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return before - (wal.stat().st_size if wal.exists() else 0)
+
     def close(self) -> None:
         self._stop.set()
         self._journal.join(timeout=5)

@@ -16,6 +16,8 @@ from prometheus_client import start_http_server
 
 import caxton_operator.handlers.agent
 import caxton_operator.handlers.cluster
+import caxton_operator.handlers.rebalance
+import caxton_operator.handlers.removal
 import caxton_operator.handlers.upgrade
 
 

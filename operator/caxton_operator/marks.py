@@ -2,7 +2,8 @@
 
 Annotations on the CaxtonCluster (they survive an operator restart, and are not
 user-facing status): which CaxtonUpgrade holds the cluster (one upgrade at a time) and
-which nodes are being drained (no agents are placed there). A per-cluster lock keeps
+which nodes are being drained (no agents are placed there), and the last explicit
+rebalance request (answered in status.rebalance under its id). A per-cluster lock keeps
 provisioning and the roller from writing the StatefulSet at the same moment.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 UPGRADE = "caxton.dev/upgrade"  # name of the CaxtonUpgrade holding the cluster
 DRAINING = "caxton.dev/draining"  # comma-separated pods that take no agents
+REBALANCE = "caxton.dev/rebalance"  # JSON {id, strategy, dryRun}: a `cluster rebalance` request
 IMPLICIT = "caxton.dev/implicit"  # label of a CaxtonUpgrade made for an edit of spec.version
 
 _locks: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)

@@ -87,12 +87,16 @@ class NodeApi:
                 continue
         return found
 
-    def deploy(self, pod: str, agent_id: str, wasm: bytes, *, limits: dict[str, Any], priority: str) -> None:
-        """Deploys an agent on `pod`; an agent that is already there counts as deployed."""
+    def deploy(self, pod: str, agent_id: str, wasm: bytes, *, limits: dict[str, Any], priority: str,
+               state: str | None = None) -> None:
+        """Deploys an agent on `pod` (with `state`, base64 from its snapshot, when it moves there);
+        an agent that is already there counts as deployed."""
+        body: dict[str, Any] = {"id": agent_id, "wasm": base64.b64encode(wasm).decode(), "limits": limits,
+                                "priority": priority}
+        if state is not None:
+            body["state"] = state
         try:
-            self.call(pod, "POST", "/v1/agents", json={
-                "id": agent_id, "wasm": base64.b64encode(wasm).decode(), "limits": limits, "priority": priority,
-            }, timeout=30.0)
+            self.call(pod, "POST", "/v1/agents", json=body, timeout=30.0)
         except NodeUnavailable as err:
             if err.code != "agent_exists":
                 raise

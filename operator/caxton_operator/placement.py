@@ -81,11 +81,14 @@ def plan(desired: Desired, found: dict[str, list[dict[str, Any]]], eligible: lis
         good = [pod for pod in sorted(hosts) if pod in eligible and desired.matches(hosts[pod])]
         last = before.get(agent_id, {})
         if good:
-            # A copy being moved off a closed node is kept where it goes; the original is the roller's.
-            open_good = [pod for pod in good if pod not in closed]
+            # A copy being moved (off a closed node, or frozen by a move) is kept where it goes; the
+            # original is the mover's to remove, with its queue handed over.
+            moving = {pod for pod in good if hosts[pod].get("moving")}
+            open_good = [pod for pod in good if pod not in closed and pod not in moving]
             keep: str = last["node"] if last.get("node") in open_good else (open_good or good)[0]
             hosting.add(keep)
-            result.remove += [(agent_id, pod) for pod in sorted(hosts) if pod != keep and pod not in closed]
+            result.remove += [(agent_id, pod) for pod in sorted(hosts)
+                              if pod != keep and pod not in closed and pod not in moving]
             result.placement.append({"replica": agent_id, "node": keep, "state": hosts[keep]["state"]})
             continue
         stale = [pod for pod in sorted(hosts) if pod in eligible]

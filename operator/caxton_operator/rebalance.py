@@ -1,8 +1,9 @@
-"""Moving agents between nodes: what a scale-down does before a node goes away.
+"""Moving agents between nodes: the one move path (`move_agent`) and its bulk uses.
 
-An agent moves by copy-then-remove: its module is fetched from the leaving node,
-deployed with the same id, limits and priority on the least-loaded staying node,
-and only then removed from the leaving one, so at every moment some node serves it.
+An agent moves by freeze, copy, then remove with handoff: at every moment some node
+serves it, its queued messages travel with it, and its state too when its module
+exports the snapshot pair. Scale-in, the upgrade roller's drains and the rebalancer
+(`caxton_operator.balance`) all move agents through `move_agent`.
 """
 
 from __future__ import annotations
@@ -32,23 +33,56 @@ def deploy_limits(described: dict[str, Any]) -> dict[str, Any]:
 
 
 def move_agent(api: NodeApi, agent: dict[str, Any], source: str, target: str, *,
-               handoff_wait: float = 10.0) -> Move:
-    """Copy, then remove: the copy runs on `target` before the original goes, and the original's
-    queued messages are handed to the copy (the source must see it through gossip first)."""
-    wasm = api.call(source, "GET", f"/v1/agents/{agent['id']}/module").content
-    api.deploy(target, agent["id"], wasm, limits=deploy_limits(agent), priority=agent["priority"])
+               handoff_wait: float = 15.0, lease: str = "120s") -> Move:
+    """The one way an agent changes node (scale-in, upgrade drains, rebalancing), losing nothing:
+
+    1. freeze on `source`: it stops running there, new messages queue behind the old ones, and its
+       snapshot comes back if the module keeps state (docs/agent-abi.md); the freeze has a lease,
+       so a mover that dies half-way leaves the agent running where it was;
+    2. deploy the copy on `target` with that snapshot (senders route to it as soon as gossip
+       carries the directory change);
+    3. remove on `source` with handoff: its queue goes to the copy through the peer channel
+       (journaled, acked, repeats dropped), and so does any straggler still arriving there.
+
+    A failure before step 3 resumes the source; the copy, if made, is removed with handoff too.
+    """
+    agent_id = agent["id"]
+    frozen = api.json(source, "POST", f"/v1/agents/{agent_id}/freeze", json={"lease": lease})
+    try:
+        wasm = api.call(source, "GET", f"/v1/agents/{agent_id}/module").content
+        api.deploy(target, agent_id, wasm, limits=deploy_limits(agent), priority=agent["priority"],
+                   state=frozen.get("state"))
+        if agent.get("state") == "suspended":
+            api.call(target, "POST", f"/v1/agents/{agent_id}/suspend")
+    except NodeUnavailable:
+        _undo(api, agent, source, target=None)
+        raise
     deadline = time.monotonic() + handoff_wait
     while True:
         try:
-            api.call(source, "DELETE", f"/v1/agents/{agent['id']}?handoff=true")
+            api.call(source, "DELETE", f"/v1/agents/{agent_id}?handoff=true&to={target}")
             break
         except NodeUnavailable as err:
             if err.code == "agent_not_found":
                 break
             if err.code != "no_other_copy" or time.monotonic() > deadline:
+                _undo(api, agent, source, target=target)
                 raise
             time.sleep(0.2)
-    return Move(agent["id"], source, target)
+    return Move(agent_id, source, target)
+
+
+def _undo(api: NodeApi, agent: dict[str, Any], source: str, *, target: str | None) -> None:
+    """A move that cannot finish: the source runs the agent again (unless it was suspended), and a
+    copy already made hands back what it received (best effort: the freeze's lease is the backstop)."""
+    agent_id = agent["id"]
+    try:
+        if agent.get("state") != "suspended":
+            api.call(source, "POST", f"/v1/agents/{agent_id}/resume")
+        if target is not None:
+            api.call(target, "DELETE", f"/v1/agents/{agent_id}?handoff=true&to={source}")
+    except NodeUnavailable:
+        pass
 
 
 def move_agents_off(api: NodeApi, leaving: list[str], staying: list[str], log: logging.Logger,

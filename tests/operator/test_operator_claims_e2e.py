@@ -322,8 +322,9 @@ def test_operator_permissions_are_the_documented_ones(scoped: Scoped) -> None:
     rules = _permissions(scoped.cluster, scoped.watched)
     # It can delete a StatefulSet (its finalizer) and a pod (one crash-looping on a rolled-back version, which
     # the StatefulSet controller does not replace); DELETE through the pod proxy removes agents from nodes.
-    assert {r for r, verbs in rules.items() if "delete" in verbs or "*" in verbs} == {"statefulsets.apps", "pods",
-                                                                                       "pods/proxy"}
+    # A PVC: `cluster remove --node` wipes a drained middle node's volume so it rejoins fresh.
+    assert {r for r, verbs in rules.items() if "delete" in verbs or "*" in verbs} == {
+        "statefulsets.apps", "pods", "pods/proxy", "persistentvolumeclaims"}
     assert not any("*" in verbs or "update" in verbs or "deletecollection" in verbs for verbs in rules.values())
     assert rules["pods"] == {"get", "list", "delete"}
     assert rules["pods/proxy"] == {"get", "create", "delete"}
@@ -339,7 +340,7 @@ def test_operator_permissions_are_the_documented_ones(scoped: Scoped) -> None:
         assert rules[f"{kind}.caxton.dev/status"] == {"get", "patch"}
     assert rules["customresourcedefinitions.apiextensions.k8s.io"] == {"list", "watch"}
     assert rules["namespaces"] == {"list", "watch"}
-    assert "nodes" not in rules and "persistentvolumeclaims" not in rules
+    assert "nodes" not in rules and rules["persistentvolumeclaims"] == {"get", "delete"}
     # Outside its namespaces only Kopf's cluster-wide reads remain.
     outside = _permissions(scoped.cluster, scoped.unwatched)
     assert not {"pods", "secrets", "statefulsets.apps", "caxtonclusters.caxton.dev"} & set(outside)

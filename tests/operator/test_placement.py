@@ -70,3 +70,15 @@ def test_a_node_being_drained_keeps_its_replicas_but_gets_no_new_ones() -> None:
     result = plan(ECHO, found, NODES, [{"replica": "echo-0", "node": "c-0"}], now=0, replace_after=30,
                   closed={"c-0"})
     assert result.remove == [] and result.placement[0]["node"] == "c-2"
+
+
+def test_a_replica_frozen_by_a_move_is_left_to_the_mover() -> None:
+    moving = dict(agent("echo-0"), moving=True)
+    # Before the copy exists: the frozen original stays placed, nothing is deployed or removed.
+    found = {"c-0": [moving, agent("echo-1")], "c-1": [], "c-2": []}
+    result = plan(ECHO, found, NODES, [{"replica": "echo-0", "node": "c-0"}], now=0, replace_after=30)
+    assert result.deploy == [] and result.remove == [] and result.placement[0]["node"] == "c-0"
+    # Copy made: it is kept, and the original (which hands its queue over) is not removed by placement.
+    found = {"c-0": [moving, agent("echo-1")], "c-1": [agent("echo-0")], "c-2": []}
+    result = plan(ECHO, found, NODES, [{"replica": "echo-0", "node": "c-0"}], now=0, replace_after=30)
+    assert result.remove == [] and result.placement[0]["node"] == "c-1"

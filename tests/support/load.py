@@ -13,7 +13,9 @@ entry node, read with long polls. The report gives the figures:
 - duplicated: replies beyond the first for a number (at-least-once makes some);
 - reordered: replies in one stream (agent, mailbox) arriving below the highest number
   seen in that stream;
-- retried, and latency from the first send to the first reply.
+- retried, and latency from the first send to the first reply;
+- dropped: numbers the system accepted (202) but answered only after a resend, and only once:
+  the accepted copy vanished and the client's resend saved it (a slow copy answers twice).
 
 Nodes are reached at their own addresses (pods live on 127.x.y.z here, so that is
 what a client in the cluster does); `endpoints` is asked again whenever a node
@@ -64,6 +66,11 @@ class LoadReport:
     p50_ms: float
     p99_ms: float
     lost_numbers: list[int] = field(default_factory=list)
+    dropped_numbers: list[int] = field(default_factory=list)
+
+    @property
+    def dropped(self) -> int:
+        return len(self.dropped_numbers)
 
     @property
     def rate(self) -> float:
@@ -75,7 +82,8 @@ class LoadReport:
                 "lost": self.lost, "duplicated": self.duplicated, "reordered": self.reordered,
                 "errors": dict(self.errors), "seconds": round(self.seconds, 2), "ratePerSecond": round(self.rate, 1),
                 "p50Ms": round(self.p50_ms, 2), "p99Ms": round(self.p99_ms, 2),
-                "lostNumbers": self.lost_numbers[:20]}
+                "dropped": self.dropped, "lostNumbers": self.lost_numbers[:20],
+                "droppedNumbers": self.dropped_numbers[:20]}
 
 
 class MessageLoad:
@@ -106,6 +114,8 @@ class MessageLoad:
         self._stream_high: dict[tuple[str, str], int] = {}
         self._offered = 0  # numbers made; a number counts as sent once it was first posted
         self._first_posted: set[int] = set()
+        self._resent: set[int] = set()  # accepted, then resent for want of a reply
+        self._twice: set[int] = set()  # answered more than once
         # One queue per sender, chosen by agent: one agent's messages leave in number order, so a
         # reply out of order is the system's doing, not ours.
         self._work: list[queue.Queue[tuple[int, int]]] = [queue.Queue() for _ in range(senders)]
@@ -269,6 +279,7 @@ class MessageLoad:
             now = time.monotonic()
             with self._lock:
                 due = [n for n, p in self._pending.items() if now - p.last_sent >= self.reply_timeout]
+                self._resent.update(n for n in due if self._pending[n].accepted)
                 for n in due:  # not due again until this resend had its chance
                     self._pending[n].last_sent = now
             for n in sorted(due):
@@ -309,6 +320,7 @@ class MessageLoad:
         with self._lock:
             if number in self._answered:
                 self._duplicated += 1
+                self._twice.add(number)
                 return
             pending = self._pending.pop(number, None)
             self._answered[number] = now - pending.first_sent if pending else 0.0
@@ -354,5 +366,6 @@ class MessageLoad:
                 attempts=self._attempts, retried=self._retried, answered=len(self._answered),
                 lost=len(lost), duplicated=self._duplicated, reordered=self._reordered, errors=dict(self._errors),
                 seconds=end - self._started if self._started else 0.0, p50_ms=pct(0.5), p99_ms=pct(0.99),
-                lost_numbers=lost,
+                lost_numbers=lost, dropped_numbers=sorted(n for n in self._resent
+                                                          if n in self._answered and n not in self._twice),
             )

@@ -37,6 +37,7 @@ ABI_MODULE = "caxton"
 HOST_IMPORTS = {"send_message", "log", "now_ms"}
 WASI_MODULE = "wasi_snapshot_preview1"
 REQUIRED_EXPORTS = ("memory", "caxton_alloc", "handle_message")
+MAX_SNAPSHOT_BYTES = 4 * 2**20  # what agent_snapshot may hand over when the agent moves
 EPOCH_TICK = 0.001  # seconds per epoch tick: deadlines have millisecond resolution
 TABLE_ELEMENTS = 100_000  # per table; with TABLES, at most ~3 MiB of tables per agent
 TABLES = 4
@@ -465,6 +466,52 @@ class AgentInstance:
 
     def memory_bytes(self) -> int:
         return int(self.memory.data_len(self.store))
+
+    @property
+    def keeps_state(self) -> bool:
+        """Whether the module exports both halves of the optional state ABI (docs/agent-abi.md)."""
+        exports = self.instance.exports(self.store)
+        return isinstance(exports.get("agent_snapshot"), wasmtime.Func) \
+            and isinstance(exports.get("agent_restore"), wasmtime.Func)
+
+    def snapshot(self) -> bytes | None:
+        """The agent's state as its `agent_snapshot` export hands it over (None without the ABI).
+        Called only while no worker is inside the instance; runs under the agent's deadline."""
+        if not self.keeps_state:
+            return None
+        func = self.instance.exports(self.store)["agent_snapshot"]
+        assert isinstance(func, wasmtime.Func)
+        self._arm()
+        self._enter()
+        try:
+            packed = int(func(self.store)) & 0xFFFFFFFFFFFFFFFF
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
+            raise AgentError("snapshot_failed", f"agent_snapshot trapped: {describe_trap(err)}") from None
+        ptr, n = packed >> 32, packed & 0xFFFFFFFF
+        if n > MAX_SNAPSHOT_BYTES:
+            raise AgentError("snapshot_failed", f"agent_snapshot returned {n} bytes, over {MAX_SNAPSHOT_BYTES}")
+        data = self.memory.read(self.store, ptr, ptr + n) if n else b""
+        return bytes(data)
+
+    def restore(self, data: bytes) -> None:
+        """Gives a fresh instance the state its predecessor's `agent_snapshot` returned."""
+        if not self.keeps_state:
+            raise AgentError("restore_unsupported", "the module does not export agent_snapshot and "
+                             "agent_restore, so it cannot take a snapshot (see docs/agent-abi.md)")
+        func = self.instance.exports(self.store)["agent_restore"]
+        assert isinstance(func, wasmtime.Func)
+        self._arm()
+        self._enter()
+        try:
+            ptr = self._alloc(len(data)) & 0xFFFFFFFF
+            if ptr == 0 or ptr + len(data) > self.memory.data_len(self.store):
+                raise AgentError("restore_failed", f"caxton_alloc({len(data)}) returned an invalid pointer {ptr}")
+            self.memory.write(self.store, data, ptr)
+            result = int(func(self.store, ptr, len(data)))
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
+            raise AgentError("restore_failed", f"agent_restore trapped: {describe_trap(err)}") from None
+        if result != 0:
+            raise AgentError("restore_failed", f"agent_restore refused the snapshot (returned {result})")
 
     def shutdown(self) -> None:
         func = self.instance.exports(self.store).get("agent_shutdown")

@@ -149,7 +149,13 @@ def create_app(node: Node, tokens: TokenSet | str | None) -> Edge:
             check_deadline(parse_duration(limits.get("deadline", node.config.agents.deadline)))
         except ValueError as err:
             raise ApiError(422, "invalid_limits", str(err)) from None
-        return node.deploy(body.id, wasm, limits=limits, priority=body.priority)
+        state = None
+        if body.state is not None:
+            try:
+                state = base64.b64decode(body.state, validate=True)
+            except (binascii.Error, ValueError):
+                raise ApiError(400, "invalid_state", "state must be base64") from None
+        return node.deploy(body.id, wasm, limits=limits, priority=body.priority, state=state)
 
     @app.get("/v1/agents/{agent_id}", response_model=models.Agent, responses=_errors(400, 404))
     def get_agent(agent_id: Name) -> dict[str, Any]:
@@ -163,11 +169,28 @@ def create_app(node: Node, tokens: TokenSet | str | None) -> Edge:
 
     @app.delete("/v1/agents/{agent_id}", status_code=204, response_class=Response,
                 responses=_errors(400, 404, 409, 503))
-    def remove_agent(agent_id: Name, handoff: bool = False) -> Response:
+    def remove_agent(agent_id: Name, handoff: bool = False,
+                     to: Annotated[str, Query(max_length=253)] = "") -> Response:
         """`?handoff=true`: the agent has moved (copy, then remove); the messages still queued for it
-        here go to the node now serving it. 409 `no_other_copy` until gossip shows that node."""
-        node.remove(agent_id, handoff=handoff)
+        here go to the node now serving it (`to`, when given: what arrives later goes there too).
+        409 `no_other_copy` until gossip shows that node."""
+        node.remove(agent_id, handoff=handoff, to=to)
         return Response(status_code=204)
+
+    @app.get("/v1/load", response_model=models.Load, responses=_errors())
+    def load() -> dict[str, Any]:
+        """Agents, recent message rate, CPU and memory against the limit: what rebalancing weighs."""
+        return node.load()
+
+    @app.post("/v1/agents/{agent_id}/freeze", response_model=models.Frozen,
+              responses=_errors(400, 404, 409, 413, 503))
+    def freeze(agent_id: Name, body: models.FreezeRequest | None = None) -> dict[str, Any]:
+        """First step of a move (docs/rebalance.md): the agent stops running here, its messages queue,
+        and its snapshot comes back for the copy. `resume`, or the lease running out, undoes it."""
+        lease = parse_duration((body or models.FreezeRequest()).lease)
+        frozen = node.freeze(agent_id, lease)
+        state = frozen["state"]
+        return dict(frozen, state=base64.b64encode(state).decode() if state is not None else None)
 
     @app.post("/v1/agents/{agent_id}/suspend", response_model=models.Agent, responses=_errors(400, 404))
     def suspend(agent_id: Name) -> dict[str, Any]:
@@ -180,6 +203,21 @@ def create_app(node: Node, tokens: TokenSet | str | None) -> Edge:
     @app.post("/v1/suspend-by-priority", response_model=models.Suspended, responses=_errors(400, 413))
     def suspend_priority(body: models.PriorityRequest) -> dict[str, Any]:
         return {"suspended": node.suspend_by_priority(body.priority)}
+
+    @app.post("/v1/resume-by-priority", response_model=models.Suspended, responses=_errors(400, 413))
+    def resume_priority(body: models.PriorityRequest) -> dict[str, Any]:
+        """Undoes suspend-by-priority and shed-load for one priority (`suspended` lists those resumed)."""
+        return {"suspended": node.resume_by_priority(body.priority)}
+
+    @app.post("/v1/memory/gc", response_model=models.MemoryGc, responses=_errors(400, 413))
+    def memory_gc(body: models.MemoryGcRequest | None = None) -> dict[str, Any]:
+        """Idle agents' instances restarted (with their snapshot), the WAL truncated, free pages returned."""
+        return node.memory_gc(aggressive=(body or models.MemoryGcRequest()).aggressive)
+
+    @app.post("/v1/shed-load", response_model=models.Shed, responses=_errors(400, 413))
+    def shed_load(body: models.ShedLoadRequest) -> dict[str, Any]:
+        """Suspends agents, low priority and busiest first, until their recent rate is the share asked."""
+        return node.shed_load(body.percentage)
 
     @app.get("/v1/slow-agents", response_model=list[models.Agent], responses=_errors(400))
     def slow_agents(threshold: Annotated[str, Query(pattern=models.DURATION_PATTERN)] = "100ms",
@@ -378,6 +416,19 @@ def create_app(node: Node, tokens: TokenSet | str | None) -> Edge:
     @app.get("/v1/cluster/events", response_model=list[models.Event], responses=_errors(400))
     def events(since: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0) -> list[dict[str, Any]]:
         return node.events.since(since)
+
+    @app.post("/v1/cluster/members/{member_id}/force-leave", response_model=list[models.Member],
+              responses=_errors(400, 404, 409))
+    def force_leave(member_id: Name) -> list[dict[str, Any]]:
+        """`cluster remove --force`: a failed member that will not come back is gossiped as left, so it
+        no longer counts toward the quorum. 409 unless this node sees it failed."""
+        member = next((m for m in node.members() if m["id"] == member_id), None)
+        if member is None:
+            raise ApiError(404, "member_not_found", f"{member_id} is not a member known to {node.id}")
+        if node.membership is None or not node.membership.force_leave(member_id):
+            raise ApiError(409, "member_not_failed", f"{node.id} sees {member_id} {member['state']}, not failed: "
+                           "remove it without --force (its agents are drained first)")
+        return node.members()
 
     @app.post("/v1/cluster/ping/{member_id}", response_model=models.Ping, responses=_errors(400, 404))
     def ping(member_id: Name) -> dict[str, Any]:

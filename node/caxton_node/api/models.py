@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from caxton_node import limits as bounds
 from caxton_node.jsontext import MAX_DEPTH
@@ -59,6 +59,14 @@ class DeployRequest(Request):
                                description="the binary Wasm module, base64-encoded")]
     limits: DeployLimits = Field(default_factory=DeployLimits)
     priority: Priority = "normal"
+    state: Annotated[str, Field(json_schema_extra={"format": "byte"})] | None = Field(
+        default=None, description="base64 state from the agent's snapshot on the node it moves from, "
+                                  "given to its agent_restore export before its first message")
+
+
+class FreezeRequest(Request):
+    lease: Annotated[str, Field(pattern=DURATION_PATTERN)] = Field(
+        default="60s", description="the agent resumes here if it has not been removed (moved) by then")
 
 
 class DrainRequest(Request):
@@ -73,6 +81,14 @@ class EmergencyStopRequest(Request):
 
 class PriorityRequest(Request):
     priority: Priority
+
+
+class ShedLoadRequest(Request):
+    percentage: Annotated[float, Field(gt=0, le=100, description="share of the node's recent message rate to shed")]
+
+
+class MemoryGcRequest(Request):
+    aggressive: StrictBool = Field(default=False, description="restart every idle agent, not only those it shrinks")
 
 
 class MessageIn(Request):
@@ -99,6 +115,7 @@ class Agent(Reply):
     id: str
     node: str
     state: Literal["running", "suspended"]
+    moving: bool = Field(default=False, description="frozen for a move: it queues, and does not run, here")
     sha256: str
     priority: Priority
     limits: AgentLimitsView
@@ -108,6 +125,54 @@ class Agent(Reply):
     memoryBytes: int
     avgLatencyMs: float
     p99LatencyMs: float
+
+
+class Frozen(Reply):
+    id: str
+    node: str
+    queued: int = Field(description="messages waiting for it here; they travel with it on the handoff")
+    keepsState: bool = Field(description="whether the module exports agent_snapshot and agent_restore")
+    state: str | None = Field(description="base64 snapshot for the deploy on the node it moves to")
+
+
+class Load(Reply):
+    node: str
+    agents: int
+    messageRate: float | None = Field(description="messages handled per second over windowSeconds; "
+                                                   "null until two looks a second apart exist")
+    windowSeconds: float
+    cpuPercent: float | None = Field(description="CPU this node process used over windowSeconds")
+    memoryBytes: int = Field(description="the node process's resident set size")
+    memoryLimitBytes: int
+    memoryLimitSource: Literal["cgroup", "host", "unknown"]
+    memoryFraction: float | None
+    agentRates: dict[str, float | None]
+    moving: list[str] = Field(description="agents frozen here while they move away")
+
+
+class ShedAgent(Reply):
+    id: str
+    priority: Priority
+    messageRate: float
+
+
+class Shed(Reply):
+    node: str
+    messageRate: float = Field(description="the node's recent rate (messages/s) before shedding")
+    goal: float
+    shed: float = Field(description="the recent rate of the agents suspended")
+    suspended: list[ShedAgent]
+
+
+class MemoryGc(Reply):
+    node: str
+    aggressive: bool
+    restarted: list[dict[str, Any]] = Field(description="agents given a fresh instance, memory before and after")
+    agentMemoryFreedBytes: int = Field(description="Wasm memory given back by the restarted agents")
+    walBytesFreed: int = Field(description="disk: what the WAL checkpoint truncated")
+    rssBeforeBytes: int
+    rssAfterBytes: int
+    rssFreedBytes: int
 
 
 class Accepted(Reply):

@@ -118,6 +118,10 @@ class Membership:
                 self._send(self.swim.receive(sync, time.monotonic()))
                 return
 
+    def force_leave(self, member_id: str) -> bool:
+        with self._lock:
+            return self.swim.force_leave(member_id, time.monotonic())
+
     def handle_join(self, packet: dict[str, Any]) -> dict[str, Any]:
         """A join that arrived over the mTLS channel: answer with the full state sync."""
         with self._lock:

@@ -204,6 +204,16 @@ class Swim:
             self.me.meta = dict(meta)
             self._set_state(self.me, State.ALIVE, self.me.incarnation + 1, now)
 
+    def force_leave(self, member_id: str, now: float) -> bool:
+        """Forgets a failed member for good, as Serf's force-leave does: it is gossiped as left, so
+        it stops counting toward the quorum. False unless it is failed (a member that is still
+        there must be drained and stopped instead; one that is alive after all refutes this)."""
+        member = self.members.get(member_id)
+        if member is None or member_id == self.id or member.state != State.FAILED:
+            return False
+        self._set_state(member, State.LEFT, member.incarnation, now)
+        return True
+
     def join(self, seeds: list[Addr], now: float) -> list[Send]:
         self._announce(self.me)
         return [(seed, self._packet("join", seq=self._next_seq())) for seed in seeds if seed != self.me.addr]

@@ -6,7 +6,9 @@ syntactically valid node id (server side); a wrong CA or CN is refused and
 logged. Frames are a 4-byte big-endian length and a msgpack map. A `msg` frame
 carries one message and is answered by an `ack` frame with the same sequence
 number, so a sender knows exactly what arrived; it retries what was not acked,
-and the receiver drops repeats by message id, so a retry never delivers twice.
+and the receiver drops repeats by message id, so a retry never delivers twice (a message it
+only relays to another node, because its receiver moved, is not remembered: the node that
+takes it does the de-duplication).
 """
 
 from __future__ import annotations
@@ -184,7 +186,7 @@ class Deduplicator:
             return True
 
     def forget(self, msg_id: str) -> None:
-        """A message that was refused (queue full): its retry must be handled, not dropped."""
+        """A message that was refused (queue full, receiver not here): its retry must be handled, not dropped."""
         with self._lock:
             self._seen.pop(msg_id, None)
 
@@ -252,7 +254,9 @@ class ChannelServer:
                 msg_id = str(message.get("id", ""))
                 if self.dedup.first_time(msg_id):
                     ok, error = self.handler(message, peer)
-                    if not ok and error == "queue_full":
+                    # Refused (full, receiver unknown) or only relayed to another node: not taken
+                    # here, so a resend or a later relay through this node must be handled again.
+                    if not ok or error == "relayed":
                         self.dedup.forget(msg_id)
                 else:
                     self.on_duplicate()

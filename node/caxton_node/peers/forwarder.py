@@ -59,6 +59,7 @@ BATCH = 64
 CERT_CHECK_INTERVAL = 5.0  # seconds between looks at the certificate files
 MAX_NAMES = 500  # names published per node through gossip
 MOVED_HOLD = 10.0  # seconds a message follows a moved receiver before it is dead-lettered
+MOVED_POINTER = 60.0  # seconds a node sends what arrives for an agent it handed off to where it went
 
 
 def message_from_wire(data: dict[str, Any]) -> Message:
@@ -89,6 +90,9 @@ class Forwarder:
         self._replaying = False
         self._replay_count = 0
         self._refused_since: dict[str, float] = {}  # message id -> first "unknown receiver" from a peer
+        # Agents handed off from here: name -> (node it went to, until when). Fresher than gossip,
+        # which may still show the old holder or none: stragglers go straight to the new one.
+        self._moved: dict[str, tuple[str, float]] = {}
         self.certificates: CertificateReloader | None = None  # renewed certificates, loaded live
         self.on_certificates: Callable[[CertificateReloader], None] | None = None  # e.g. the server's context
         self._certs_checked_at = 0.0
@@ -104,11 +108,19 @@ class Forwarder:
         return sorted([*router.agents, *router.mailboxes])[:MAX_NAMES]
 
     def locate(self, name: str) -> dict[str, Any] | None:
-        """Where `name` is served: the gossip directory first, then learned return paths."""
+        """Where `name` is served: where this node handed it off to (for MOVED_POINTER seconds),
+        else the gossip directory, then learned return paths."""
         membership = self.node.membership
         if membership is None:
             return None
         members = membership.swim.members
+        moved = self._moved.get(name)
+        if moved is not None:
+            holder, until = moved
+            member = members.get(holder)
+            if time.monotonic() < until and member is not None and member.state.name in ("ALIVE", "SUSPECT"):
+                return {"id": holder, "addr": member.addr, "state": member.state.name.lower()}
+            self._moved.pop(name, None)
         for member in members.values():
             if member.id != membership.swim.id and name in member.meta.get("names", ()):
                 return {"id": member.id, "addr": member.addr, "state": member.state.name.lower()}
@@ -116,6 +128,18 @@ class Forwarder:
         if peer is not None and peer in members:
             return {"id": peer, "addr": members[peer].addr, "state": members[peer].state.name.lower()}
         return None
+
+    def serves(self, peer: str, name: str) -> bool:
+        """Whether gossip shows `peer` alive and serving `name` (a handoff's precondition)."""
+        membership = self.node.membership
+        member = membership.swim.members.get(peer) if membership is not None else None
+        return member is not None and member.state.name == "ALIVE" and name in member.meta.get("names", ())
+
+    def handed_off(self, name: str, peer: str) -> None:
+        """`name` now lives on `peer`: what still arrives here for it is sent there."""
+        self._moved[name] = (peer, time.monotonic() + MOVED_POINTER)
+        if len(self._moved) > 10_000:  # bounded: the oldest pointers go first
+            self._moved.pop(next(iter(self._moved)))
 
     # -- accepting messages ------------------------------------------------------------------
 
@@ -147,13 +171,15 @@ class Forwarder:
         if len(self._return_routes) > 100_000:
             self._return_routes.popitem(last=False)
         try:
-            self.node.router.route(msg)
+            where = self.node.router.route(msg)
         except QueueFull:
             return False, "queue_full"
         except UnknownReceiver:
             return False, "unknown_receiver"
         self.node.metrics.peer_received.inc()
-        return True, ""
+        # Relayed (its receiver moved on): the channel must not count it as seen here, or the same
+        # message relayed back through this node later would be dropped as a repeat.
+        return True, "relayed" if where == "remote" else ""
 
     def join_over_channel(self, addr: tuple[str, int], packet: dict[str, Any]) -> dict[str, Any] | None:
         """Membership's join, carried over mTLS: refused unless both sides trust each other's CA."""

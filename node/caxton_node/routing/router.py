@@ -145,6 +145,8 @@ class Router:
                     self._dead(msg, "queue_full", owner=msg.sender, rate_limited=True)
                 raise QueueFull(f"queue of agent {slot.id} is full ({slot.capacity} messages)")
             slot.queue.append((msg, accepted))
+            if slot.removed and not self._taken_back(slot, msg):
+                return self.route(msg, from_agent=from_agent, accepted_at=accepted)
             self.store.enqueued(msg)
             self.store.conversation(msg)
             self.metrics.routed_local.inc()
@@ -162,6 +164,17 @@ class Router:
         if from_agent:
             self._dead(msg, "unknown_receiver", owner=msg.sender, rate_limited=True)
         raise UnknownReceiver(f"no agent or mailbox named {msg.receiver!r}")
+
+    @staticmethod
+    def _taken_back(slot: AgentSlot, msg: Message) -> bool:
+        """`msg` was queued for an agent being removed at that moment: True if the removal took
+        it along (a handoff sends it on); else it is taken out again, to be routed anew."""
+        with slot.lock:  # the removal empties the queue under this lock
+            try:
+                slot.queue.remove(next(item for item in slot.queue if item[0] is msg))
+            except StopIteration:
+                return True
+        return False
 
     def open_mailbox(self, name: str) -> None:
         if name not in self.agents:

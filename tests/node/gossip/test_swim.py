@@ -196,3 +196,15 @@ def test_probe_round_trips_are_kept_as_a_distribution() -> None:
     net.run(20.0)
     # One probe per period per node: `cluster performance` takes percentiles over all of them.
     assert len(net.nodes["n0"].probe_rtts) >= 15
+
+
+def test_force_leave_forgets_a_failed_member_everywhere_and_only_a_failed_one() -> None:
+    net = Network.formed(4)
+    assert not net.nodes["n0"].force_leave("n3", net.now)  # alive: it must be drained, not forgotten
+    net.down.add("n3")
+    net.run(20.0)
+    assert net.view("n0")["n3"] == State.FAILED
+    assert net.nodes["n0"].force_leave("n3", net.now)
+    net.run(2.0)  # gossiped: every other member now sees it left, so it no longer counts
+    assert {net.view(n)["n3"] for n in ("n0", "n1", "n2")} == {State.LEFT}
+    assert not net.nodes["n0"].force_leave("nobody", net.now) and not net.nodes["n0"].force_leave("n0", net.now)
