@@ -32,6 +32,7 @@ from caxton_node.agents.module_format import not_wasm
 from caxton_node.api import models
 from caxton_node.api.dump_paths import DumpForbidden, dump_target, prepare
 from caxton_node.api.edge import ApiError, Edge, EdgeJSONResponse, EdgeRoute
+from caxton_node.backup import snapshot
 from caxton_node.config import parse_duration, parse_size
 from caxton_node.limits import check_deadline, check_memory
 from caxton_node.messages import MessageError, decode_message
@@ -359,6 +360,14 @@ def create_app(node: Node, token: str | None) -> Edge:
     @app.get("/v1/cluster/verify", response_model=models.Verification, responses=_errors())
     def verify() -> dict[str, Any]:
         return verify_cluster(node, token)
+
+    @app.get("/v1/backup/snapshot", response_class=Response, responses={
+        **_errors(), 200: {"description": "a tar: caxton.db (SQLite online backup), agents.json, messages.json, "
+                                          "node.json and modules/<sha256>.wasm, all of one instant",
+                           "content": {"application/x-tar": {}}}})
+    def backup_snapshot() -> Response:
+        """A consistent online snapshot of this node's state, for `CaxtonBackup` (docs/backup.md)."""
+        return Response(snapshot.take(node), media_type="application/x-tar")
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return Edge(app, token=token, body_limits={
