@@ -24,7 +24,7 @@ def build(prog: str) -> argparse.ArgumentParser:
     tree.global_flags(parser, on_root=True)
     parser.set_defaults(front_door=tree.mode)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for noun in (_cluster, _agents, _queue, _memory, _trace, _emergency, _circuit_breaker, _send):
+    for noun in (_cluster, _agents, _queue, _memory, _trace, _emergency, _circuit_breaker, _send, _backup):
         noun(tree, sub)
     if not tree.kubectl:  # these act on this machine, not on a CaxtonCluster
         _server(tree, sub)
@@ -225,6 +225,67 @@ def _send(tree: Tree, sub: Parsers) -> None:
     msg.add_argument("--performative", default="request")
     msg.add_argument("--content", default="null", help="JSON (or a plain string)")
     msg.add_argument("--conversation-id")
+
+
+def _backup(tree: Tree, sub: Parsers) -> None:
+    """Backup and Recovery (docs/backup.md): CaxtonBackups, and restoring from them."""
+    run = "caxton_cli.backups"
+    if not tree.kubectl:  # on a node's machine (and in the restoring pods): one data directory
+        backup = tree.group(sub, "backup", help="restore a node's data directory from a backup", connects=False)
+        node = tree.verb(backup, "restore", run=f"{run}:restore_node", connects=False,
+                         help="verify a whole backup, then restore one node's state into an empty directory",
+                         examples=["# S3 credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\n"
+                                   "backup restore --id backup-20240115-0200 --target /var/lib/caxton/ "
+                                   "--destination s3://backups/caxton/ --endpoint https://s3.example.com "
+                                   "--replicas 3 --ordinal 0"])
+        node.add_argument("--id", required=True, help="the backup's id")
+        node.add_argument("--target", required=True, help="the node's data directory (empty, or restored before)")
+        node.add_argument("--destination", required=True, help="s3://bucket/prefix/ or pvc://claim/path/")
+        node.add_argument("--endpoint", help="the S3 API's URL (s3:// destinations)")
+        node.add_argument("--region", default="us-east-1")
+        node.add_argument("--mount", help="where a pvc:// destination's claim is mounted")
+        node.add_argument("--replicas", type=int, required=True, help="the size of the cluster restored into")
+        which = node.add_mutually_exclusive_group(required=True)
+        which.add_argument("--ordinal", type=int, help="the node (0-based) of the backup to restore")
+        which.add_argument("--pod", help="a StatefulSet pod name: its ordinal picks the node")
+        node.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+        return
+    backup = tree.group(sub, "backup", help="back up a CaxtonCluster (CaxtonBackup) and restore from it")
+    create = tree.verb(backup, "create", run=f"{run}:create", help="back up every node of the cluster (a "
+                       "CaxtonBackup): state, agents' modules and limits, queued messages",
+                       examples=["backup create --type full --destination s3://backups/caxton/$(date +%Y%m%d)/ "
+                                 "--compress --endpoint https://s3.example.com --credentials-secret s3-creds",
+                                 "# return at once; follow it with `backup list`\n"
+                                 "backup create --destination s3://backups/caxton/ --endpoint http://minio:9000 "
+                                 "--credentials-secret s3-creds --id before-upgrade --no-wait"])
+    create.add_argument("--type", default="full", help="full (the only type)")
+    create.add_argument("--destination", required=True, help="s3://bucket/prefix/")
+    create.add_argument("--endpoint", help="the S3 API's URL")
+    create.add_argument("--region", default="us-east-1")
+    create.add_argument("--credentials-secret", help="a Secret with accessKeyId and secretAccessKey")
+    create.add_argument("--compress", action="store_true", help="store objects compressed with zstd")
+    create.add_argument("--include-secrets", action="store_true",
+                        help="also store the CA, gossip key and API token (read the docs first)")
+    create.add_argument("--id", help="the backup's id (default backup-YYYYMMDD-HHMMSS, UTC)")
+    add_wait_flags(create, 900.0)
+    tree.verb(backup, "list", run=f"{run}:list_backups", help="CaxtonBackups with phase, size and destination",
+              examples=["backup list", "backup list --cluster demo -o json"])
+    check = tree.verb(backup, "verify", run=f"{run}:verify", help="re-read every object, check every checksum and "
+                      "each SQLite snapshot's integrity; one line per problem, exit 3 if any",
+                      examples=["backup verify --id backup-20240115-0200"])
+    check.add_argument("--id", required=True)
+    restore = tree.verb(backup, "restore", run=f"{run}:restore",
+                        help="verify the backup, then create a CaxtonCluster bootstrapped from it",
+                        examples=["backup restore --id backup-20240115-0200",
+                                  "# under another name, and return at once\n"
+                                  "backup restore --id backup-20240115-0200 --target demo-restored --no-wait"])
+    restore.add_argument("--id", required=True)
+    restore.add_argument("--target", help="the new CaxtonCluster's name (default: the backed-up cluster's)")
+    add_wait_flags(restore, 900.0)
+    delete = tree.verb(backup, "delete", run=f"{run}:delete", help="delete a CaxtonBackup (--purge: and its objects)",
+                       examples=["backup delete --id backup-20240115-0200 --purge"])
+    delete.add_argument("--id", required=True)
+    delete.add_argument("--purge", action="store_true", help="also delete the backup's objects at the destination")
 
 
 def _server(tree: Tree, sub: Parsers) -> None:

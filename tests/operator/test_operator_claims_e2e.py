@@ -331,11 +331,11 @@ def test_operator_permissions_are_the_documented_ones(scoped: Scoped) -> None:
         assert rules[resource] == {"get", "create", "patch"}, resource
     assert rules["statefulsets.apps"] == {"get", "create", "patch", "delete"}
     assert rules["events"] == {"create"}
-    for kind in ("caxtonclusters", "caxtonagents"):
+    for kind in ("caxtonclusters", "caxtonagents", "caxtonbackups"):
         assert rules[f"{kind}.caxton.dev"] == {"get", "list", "watch", "patch"}
     # It creates a CaxtonUpgrade when someone edits cxc.spec.version, so that edit goes through the roller.
     assert rules["caxtonupgrades.caxton.dev"] == {"get", "list", "watch", "patch", "create"}
-    for kind in ("caxtonclusters", "caxtonagents", "caxtonupgrades"):
+    for kind in ("caxtonclusters", "caxtonagents", "caxtonupgrades", "caxtonbackups"):
         assert rules[f"{kind}.caxton.dev/status"] == {"get", "patch"}
     assert rules["customresourcedefinitions.apiextensions.k8s.io"] == {"list", "watch"}
     assert rules["namespaces"] == {"list", "watch"}

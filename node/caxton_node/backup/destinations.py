@@ -8,12 +8,13 @@ backup's directory (`<prefix>/<id>/`), and exposes the four calls backups need.
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from caxton_node.backup.s3 import S3Client, S3Error
+from caxton_node.backup.s3 import Credentials, S3Client, S3Error
 
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 CLAIM = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -144,3 +145,15 @@ def open_store(dest: Destination, backup_id: str, *, s3: S3Client | None = None,
     if mount is None:
         raise DestinationError(f"pvc://{dest.where} must be mounted to be read or written")
     return DirectoryStore(mount / dest.prefix / backup_id)
+
+
+def credentials_from_secret(secret: dict[str, Any] | None, *, name: str, id_key: str = "accessKeyId",
+                            secret_key: str = "secretAccessKey") -> Credentials:
+    """S3 credentials from a Kubernetes Secret object; DestinationError naming what is missing."""
+    if secret is None:
+        raise DestinationError(f"Secret {name} does not exist in this namespace")
+    data = secret.get("data") or {}
+    missing = [key for key in (id_key, secret_key) if key not in data]
+    if missing:
+        raise DestinationError(f"Secret {name} has no key {' or '.join(missing)}")
+    return Credentials(base64.b64decode(data[id_key]).decode(), base64.b64decode(data[secret_key]).decode())

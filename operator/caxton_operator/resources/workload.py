@@ -20,6 +20,7 @@ from caxton_operator.resources.nodeconfig import (
 Obj = dict[str, Any]
 PORTS = (("api", 8080), ("gossip", 7946), ("metrics", 9090))
 RESTART_ANNOTATION = "caxton.dev/restarted-by"
+BACKUP_MOUNT = "/var/lib/caxton-backup"  # where a pvc:// backup's claim is mounted for a restore
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,22 @@ def statefulset(spec: CaxtonClusterSpec, names: Names, rollout: Rollout | None =
     }
     if resources:
         container["resources"] = resources
+    pod_spec: Obj = {
+        "terminationGracePeriodSeconds": 30,
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100,
+            "podAffinityTerm": {"labelSelector": {"matchLabels": names.selector},
+                                "topologyKey": "kubernetes.io/hostname"},
+        }]}},
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if spec.bootstrap is not None and spec.bootstrap.from_backup is not None:
+        pod_spec["initContainers"] = [restore_container(spec, f"{spec.image}:{rollout.version}")]
+        claim = spec.bootstrap.from_backup.destination.path.removeprefix("pvc://")
+        if claim != spec.bootstrap.from_backup.destination.path:
+            volumes.append({"name": "backup", "persistentVolumeClaim": {"claimName": claim.split("/")[0],
+                                                                         "readOnly": True}})
     return {
         "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(names, names.statefulset),
         "spec": {
@@ -139,17 +156,32 @@ def statefulset(spec: CaxtonClusterSpec, names: Names, rollout: Rollout | None =
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": rollout.partition}},
             "template": {
                 "metadata": {"labels": dict(names.labels), "annotations": annotations},
-                "spec": {
-                    "terminationGracePeriodSeconds": 30,
-                    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-                        "weight": 100,
-                        "podAffinityTerm": {"labelSelector": {"matchLabels": names.selector},
-                                            "topologyKey": "kubernetes.io/hostname"},
-                    }]}},
-                    "containers": [container],
-                    "volumes": volumes,
-                },
+                "spec": pod_spec,
             },
             "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": dict(names.labels)}, "spec": storage}],
         },
     }
+
+
+def restore_container(spec: CaxtonClusterSpec, image: str) -> Obj:
+    """`spec.bootstrap.fromBackup`: before its node starts, each pod restores its ordinal's state
+    from the backup into its empty volume, after verifying every object of the backup. A pod
+    already restored (a restart) is left as it is; a damaged backup keeps the pod in Init."""
+    source = spec.bootstrap.from_backup if spec.bootstrap else None
+    assert source is not None
+    dest = source.destination
+    args = ["caxton", "backup", "restore", "--id", source.id, "--target", DATA_DIR, "--destination", dest.path,
+            "--replicas", str(spec.replicas), "--pod", "$(POD_NAME)"]
+    env: list[Obj] = [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    if dest.endpoint:
+        args += ["--endpoint", dest.endpoint, "--region", dest.region]
+    if dest.s3_credentials is not None:
+        ref = dest.s3_credentials
+        env += [{"name": variable, "valueFrom": {"secretKeyRef": {"name": ref.secret_name, "key": key}}}
+                for variable, key in (("AWS_ACCESS_KEY_ID", ref.access_key_id_key),
+                                      ("AWS_SECRET_ACCESS_KEY", ref.secret_access_key_key))]
+    mounts: list[Obj] = [{"name": "data", "mountPath": DATA_DIR}]
+    if dest.path.startswith("pvc://"):
+        args += ["--mount", BACKUP_MOUNT]
+        mounts.append({"name": "backup", "mountPath": BACKUP_MOUNT, "readOnly": True})
+    return {"name": "restore", "image": image, "command": args, "env": env, "volumeMounts": mounts}
