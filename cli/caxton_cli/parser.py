@@ -253,11 +253,11 @@ def _backup(tree: Tree, sub: Parsers) -> None:
     backup = tree.group(sub, "backup", help="back up a CaxtonCluster (CaxtonBackup) and restore from it")
     create = tree.verb(backup, "create", run=f"{run}:create", help="back up every node of the cluster (a "
                        "CaxtonBackup): state, agents' modules and limits, queued messages",
-                       examples=["backup create --type full --destination s3://backups/caxton/$(date +%Y%m%d)/ "
+                       examples=["backup create --type full --destination s3://backups/caxton/20240115/ "
                                  "--compress --endpoint https://s3.example.com --credentials-secret s3-creds",
-                                 "# return at once; follow it with `backup list`\n"
+                                 "# follow it to the end, a progress line per change (exit 1 if it fails)\n"
                                  "backup create --destination s3://backups/caxton/ --endpoint http://minio:9000 "
-                                 "--credentials-secret s3-creds --id before-upgrade --no-wait"])
+                                 "--credentials-secret s3-creds --id before-upgrade --wait"])
     create.add_argument("--type", default="full", help="full (the only type)")
     create.add_argument("--destination", required=True, help="s3://bucket/prefix/")
     create.add_argument("--endpoint", help="the S3 API's URL")
@@ -267,7 +267,7 @@ def _backup(tree: Tree, sub: Parsers) -> None:
     create.add_argument("--include-secrets", action="store_true",
                         help="also store the CA, gossip key and API token (read the docs first)")
     create.add_argument("--id", help="the backup's id (default backup-YYYYMMDD-HHMMSS, UTC)")
-    add_wait_flags(create, 900.0)
+    _wait_opt_in(create)
     tree.verb(backup, "list", run=f"{run}:list_backups", help="CaxtonBackups with phase, size and destination",
               examples=["backup list", "backup list --cluster demo -o json"])
     check = tree.verb(backup, "verify", run=f"{run}:verify", help="re-read every object, check every checksum and "
@@ -277,11 +277,11 @@ def _backup(tree: Tree, sub: Parsers) -> None:
     restore = tree.verb(backup, "restore", run=f"{run}:restore",
                         help="verify the backup, then create a CaxtonCluster bootstrapped from it",
                         examples=["backup restore --id backup-20240115-0200",
-                                  "# under another name, and return at once\n"
-                                  "backup restore --id backup-20240115-0200 --target demo-restored --no-wait"])
+                                  "# under another name; wait until it runs\n"
+                                  "backup restore --id backup-20240115-0200 --target demo-restored --wait"])
     restore.add_argument("--id", required=True)
     restore.add_argument("--target", help="the new CaxtonCluster's name (default: the backed-up cluster's)")
-    add_wait_flags(restore, 900.0)
+    _wait_opt_in(restore)
     delete = tree.verb(backup, "delete", run=f"{run}:delete", help="delete a CaxtonBackup (--purge: and its objects)",
                        examples=["backup delete --id backup-20240115-0200 --purge"])
     delete.add_argument("--id", required=True)

@@ -18,7 +18,7 @@ from collections import defaultdict
 from typing import Any, cast
 
 import kopf
-from caxton_node.backup import archive
+from caxton_node.backup import archive, snapshot
 from caxton_node.backup.destinations import (
     DestinationError,
     ObjectStore,
@@ -91,7 +91,7 @@ def act(action: planner.Action, spec: CaxtonBackupSpec, namespace: str, status: 
         if isinstance(action, planner.Snapshot):
             tar = NodeApi(names, timeout=120.0).call(action.pod, "GET", "/v1/backup/snapshot").content
             entries = archive.write_node(store, action.pod, tar, zstd=spec.compress)
-            info = json.loads(next(store.get(e.key) or b"{}" for e in entries if e.kind == "node"))
+            info = json.loads(snapshot.unpack(tar)["node.json"])
             return planner.Outcome(details={
                 "objects": len(entries), "sizeBytes": sum(e.size for e in entries),
                 "agents": info.get("agents", 0), "queuedMessages": info.get("queuedMessages", 0)})
