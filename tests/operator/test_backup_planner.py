@@ -22,7 +22,8 @@ from caxton_operator.models import CaxtonBackupSpec
 
 NOW = 1_800_000_000.0
 PODS = ("demo-0", "demo-1", "demo-2")
-S3 = {"path": "s3://backups/caxton/", "endpoint": "http://127.0.0.1:7070", "s3Credentials": {"secretName": "s3"}}
+S3: dict[str, Any] = {"path": "s3://backups/caxton/", "endpoint": "http://127.0.0.1:7070",
+                      "s3Credentials": {"secretName": "s3"}}
 
 
 def spec(**extra: Any) -> CaxtonBackupSpec:
@@ -33,7 +34,7 @@ def world(ready: tuple[str, ...] = PODS, **extra: Any) -> World:
     return World(**{"now": NOW, "cluster_exists": True, "replicas": 3, "ready_pods": ready, **extra})
 
 
-RUNNING = {"phase": "Running", "id": "b1", "destination": S3["path"],
+RUNNING: dict[str, Any] = {"phase": "Running", "id": "b1", "destination": S3["path"],
            "nodes": [{"name": "demo-0", "phase": "Completed"}, {"name": "demo-1", "phase": "Pending"},
                      {"name": "demo-2", "phase": "Pending"}]}
 
