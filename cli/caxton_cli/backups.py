@@ -171,8 +171,9 @@ def _store(where: Where, spec_destination: dict[str, Any], backup_id: str) -> Ob
 
     dest = parse(spec_destination["path"])
     if dest.scheme != "s3":
-        raise CommandError(f"{spec_destination['path']}: reading a pvc:// backup from here is not possible; "
-                           "its claim is readable only inside the cluster", exit_code=2)
+        raise CommandError(f"{spec_destination['path']}: a pvc:// backup is readable only inside the cluster; "
+                           "restore it by applying a CaxtonCluster with spec.bootstrap.fromBackup (its pods verify "
+                           "every object before they restore; docs/backup.md)", exit_code=2)
     ref = spec_destination.get("s3Credentials") or {}
     secret = where.kube.get_or_none(f"/api/v1/namespaces/{where.namespace}/secrets/{ref.get('secretName', '')}")
     try:
@@ -306,3 +307,15 @@ def restore_node(args: argparse.Namespace) -> None:
     emit(result, args.output, text=f"{args.target}: " + (
         f"restored {result['node']} from {args.id} ({result['objects']} objects)" if result["restored"]
         else f"already restored from {args.id}"))
+
+
+def serve_volume(args: argparse.Namespace) -> None:
+    """Direct mode, in the operator's volume pod: serve a pvc:// destination's directory."""
+    from caxton_node.backup.volume_server import serve
+
+    host, _, port = args.listen.rpartition(":")
+    try:
+        token = Path(args.token_file).read_text().strip()
+        serve(Path(args.dir), host or "0.0.0.0", int(port), token)
+    except (OSError, ValueError) as err:
+        raise CommandError(f"cannot serve {args.dir} on {args.listen}: {err}", exit_code=2) from None

@@ -249,6 +249,14 @@ def _backup(tree: Tree, sub: Parsers) -> None:
         which.add_argument("--ordinal", type=int, help="the node (0-based) of the backup to restore")
         which.add_argument("--pod", help="a StatefulSet pod name: its ordinal picks the node")
         node.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+        serve = tree.verb(backup, "serve", run=f"{run}:serve_volume", connects=False,
+                          help="serve a backup directory on a mounted volume over HTTP (the operator's "
+                               "pvc:// destinations)",
+                          examples=["backup serve --dir /var/lib/caxton-backup/nightly --listen 0.0.0.0:8080 "
+                                    "--token-file /etc/caxton/api/token"])
+        serve.add_argument("--dir", required=True, help="the destination's directory: backups are <dir>/<id>/")
+        serve.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT")
+        serve.add_argument("--token-file", required=True, help="the token every call must carry")
         return
     backup = tree.group(sub, "backup", help="back up a CaxtonCluster (CaxtonBackup) and restore from it")
     create = tree.verb(backup, "create", run=f"{run}:create", help="back up every node of the cluster (a "
@@ -259,7 +267,7 @@ def _backup(tree: Tree, sub: Parsers) -> None:
                                  "backup create --destination s3://backups/caxton/ --endpoint http://minio:9000 "
                                  "--credentials-secret s3-creds --id before-upgrade --wait"])
     create.add_argument("--type", default="full", help="full (the only type)")
-    create.add_argument("--destination", required=True, help="s3://bucket/prefix/")
+    create.add_argument("--destination", required=True, help="s3://bucket/prefix/ or pvc://claim/path/")
     create.add_argument("--endpoint", help="the S3 API's URL")
     create.add_argument("--region", default="us-east-1")
     create.add_argument("--credentials-secret", help="a Secret with accessKeyId and secretAccessKey")

@@ -3,18 +3,24 @@ fresh node: its agents keep their limits and every queued message is delivered."
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from caxton_node.backup import archive
 from caxton_node.backup import format as fmt
 from caxton_node.backup.destinations import ObjectStore, open_store, parse
 from caxton_node.backup.s3 import Credentials, S3Client, S3Error
+from caxton_node.backup.volume_server import serve
 
+from tests.support.addresses import test_network
 from tests.support.agents import agent, collect, deploy, send
 from tests.support.nodes import NodeFactory
-from tests.support.s3 import S3Server, s3_server
+from tests.support.s3 import S3Server, free_port, s3_server
+from tests.support.waiting import wait_for
 
 QUEUED = 25
 
@@ -95,8 +101,6 @@ def test_flipped_byte_is_named_and_restore_writes_nothing(node_factory: NodeFact
 
 def test_corrupt_database_fails_the_integrity_check(tmp_path: Path) -> None:
     db = tmp_path / "x.db"
-    import sqlite3
-
     conn = sqlite3.connect(db)
     conn.execute("CREATE TABLE t (a)")
     conn.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * 200)
@@ -131,3 +135,24 @@ def test_wrong_credentials_and_unreachable_endpoint_name_the_s3_error(s3: S3Serv
     with pytest.raises(S3Error) as err:
         closed.list("backups")
     assert err.value.code == "Unreachable" and "127.0.0.1:9" in str(err.value)
+
+
+def test_the_volume_server_keeps_keys_inside_and_wants_the_token(tmp_path: Path) -> None:
+    host = f"{test_network()}.254.2"
+    port = free_port(host)
+    threading.Thread(target=serve, args=(tmp_path / "vol", host, port, "sekrit"), daemon=True).start()
+    base = f"http://{host}:{port}"
+    wait_for(lambda: httpx.get(f"{base}/healthz").status_code == 200, timeout=10, what="the volume server")
+    auth = {"X-Caxton-Token": "sekrit"}
+    assert httpx.put(f"{base}/objects/b1/nodes/n/caxton.db", content=b"db", headers=auth).status_code == 200
+    assert httpx.get(f"{base}/objects/b1/nodes/n/caxton.db", headers=auth).content == b"db"
+    assert httpx.get(f"{base}/objects/b1/", headers=auth).json() == ["nodes/n/caxton.db"]
+    assert (tmp_path / "vol" / "b1" / "nodes" / "n" / "caxton.db").read_bytes() == b"db"
+    assert httpx.get(f"{base}/objects/b1/missing", headers=auth).json()["code"] == "no_such_key"
+    assert httpx.get(f"{base}/objects/b1/nodes/n/caxton.db").status_code == 401
+    assert httpx.put(f"{base}/objects/b1/x", content=b"1", headers={"X-Caxton-Token": "wrong"}).status_code == 401
+    escape = httpx.put(f"{base}/objects/b1/..%2F..%2Fescaped", content=b"1", headers=auth)
+    assert escape.status_code == 400 and "leaves the backup's directory" in escape.json()["message"]
+    assert not (tmp_path / "escaped").exists()
+    assert httpx.delete(f"{base}/objects/b1/nodes/n/caxton.db", headers=auth).status_code == 200
+    assert httpx.get(f"{base}/objects/b1/", headers=auth).json() == []

@@ -266,6 +266,49 @@ def test_restore_into_a_cluster_of_another_size_is_refused(release: ClusterUnder
         release.kube.delete(cxc_path(ns, "small"))
 
 
+def test_the_same_backup_to_a_volume_restores_a_cluster(release: ClusterUnderTest, ns: str) -> None:
+    cluster = release
+    cluster.kube.create(f"/api/v1/namespaces/{ns}/persistentvolumeclaims", {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "backup-vol", "namespace": ns},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard",
+                 "resources": {"requests": {"storage": "64Mi"}}}})
+    cluster.kube.create(bkp_path(ns), {
+        "apiVersion": "caxton.dev/v1alpha1", "kind": "CaxtonBackup", "metadata": {"name": "to-volume", "namespace": ns},
+        "spec": {"clusterRef": {"name": "demo"}, "destination": {"path": "pvc://backup-vol/nightly/"}}})
+    status = wait_finished(cluster, ns, "to-volume")
+    assert status["phase"] == "Completed", status
+    assert [n["name"] for n in status["nodes"]] == ["demo-0", "demo-1", "demo-2"]
+    # The pod that served the claim is gone once the backup is done.
+    wait_for(lambda: cluster.kube.get_or_none(f"/api/v1/namespaces/{ns}/pods/to-volume-volume") is None,
+             timeout=60, what="the volume pod to go")
+    cluster.kube.create(cxc_path(ns), {
+        "apiVersion": "caxton.dev/v1alpha1", "kind": "CaxtonCluster",
+        "metadata": {"name": "from-volume", "namespace": ns},
+        "spec": {"replicas": 3, "version": "1.2.0", "storage": {"size": "64Mi"}, "bootstrap": {"fromBackup": {
+            "id": "to-volume", "destination": {"path": "pvc://backup-vol/nightly/"}}}}})
+    try:
+        wait_for(lambda: len([p for p in pods_of(cluster, ns, "from-volume") if pod_ready(p)]) == 3, timeout=240,
+                 what="3 restored pods ready")
+        proxy = Proxy(cluster, ns, "from-volume")
+        pods = [f"from-volume-{i}" for i in range(3)]
+        restored = sorted(a["id"] for pod in pods for a in proxy.call(pod, "GET", "/v1/agents"))
+        assert restored == ["demo-echo-0", "demo-echo-1", "demo-echo-2", "held"]
+    except AssertionError:
+        print(diagnose(cluster, ns, "from-volume"))
+        raise
+    finally:
+        cluster.kube.delete(cxc_path(ns, "from-volume"))
+
+
+def test_a_volume_that_does_not_exist_fails_the_backup(release: ClusterUnderTest, ns: str) -> None:
+    release.kube.create(bkp_path(ns), {
+        "apiVersion": "caxton.dev/v1alpha1", "kind": "CaxtonBackup", "metadata": {"name": "no-volume", "namespace": ns},
+        "spec": {"clusterRef": {"name": "demo"}, "destination": {"path": "pvc://missing-vol/x/"}}})
+    status = wait_finished(release, ns, "no-volume")
+    assert (status["phase"], status["reason"]) == ("Failed", "VolumeNotFound")
+    assert "missing-vol" in status["message"]
+
+
 def test_bootstrap_cannot_be_added_to_a_running_cluster(release: ClusterUnderTest, ns: str) -> None:
     result = release.kubectl("patch", "cxc", "demo", "-n", ns, "--type=merge", "-p", json.dumps(
         {"spec": {"bootstrap": {"fromBackup": {"id": "other", "destination": {"path": "pvc://vol/x/"}}}}}),

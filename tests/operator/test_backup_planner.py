@@ -12,6 +12,7 @@ from caxton_operator.backup.planner import (
     Begin,
     Outcome,
     Snapshot,
+    StartVolume,
     World,
     WriteManifest,
     iso,
@@ -34,6 +35,7 @@ def world(ready: tuple[str, ...] = PODS, **extra: Any) -> World:
     return World(**{"now": NOW, "cluster_exists": True, "replicas": 3, "ready_pods": ready, **extra})
 
 
+PVC = {"path": "pvc://backup-vol/nightly/"}
 RUNNING: dict[str, Any] = {"phase": "Running", "id": "b1", "destination": S3["path"],
            "nodes": [{"name": "demo-0", "phase": "Completed"}, {"name": "demo-1", "phase": "Pending"},
                      {"name": "demo-2", "phase": "Pending"}]}
@@ -46,7 +48,12 @@ RUNNING: dict[str, Any] = {"phase": "Running", "id": "b1", "destination": S3["pa
     ({}, world(cluster_exists=False), spec(), "Failed", "ClusterNotFound", None),
     ({}, world(credentials_problem="Secret s3 does not exist in this namespace"), spec(), "Failed",
      "CredentialsMissing", None),
-    ({}, world(), spec(destination={"path": "pvc://backups/x/"}), "Failed", "UnsupportedDestination", None),
+    ({}, world(volume_ready=False), spec(destination=PVC), "Pending", "StartingVolume", StartVolume()),
+    ({}, world(volume_ready=False, age=PENDING_LIMIT + 1), spec(destination=PVC), "Failed", "VolumeNotReady", None),
+    ({}, world(volume_problem="PersistentVolumeClaim backup-vol does not exist"), spec(destination=PVC), "Failed",
+     "VolumeNotFound", None),
+    ({}, world(), spec(destination=PVC), "Pending", "CheckingDestination", Begin()),
+    (RUNNING, world(volume_ready=False), spec(destination=PVC), "Running", "StartingVolume", StartVolume()),
     (RUNNING, world(), spec(), "Running", "BackingUp", Snapshot("demo-1")),
     ({**RUNNING, "nodes": [{**n, "phase": "Completed"} for n in RUNNING["nodes"]]}, world(), spec(), "Running",
      "WritingManifest", WriteManifest(PODS)),
@@ -54,7 +61,8 @@ RUNNING: dict[str, Any] = {"phase": "Running", "id": "b1", "destination": S3["pa
     (RUNNING, world(ready=("demo-0",)), spec(), "Running", "BackingUp", Snapshot("demo-1")),
     ({"phase": "Completed", "id": "b1"}, world(cluster_exists=False), spec(), "Completed", None, None),
     ({"phase": "Failed", "id": "b1", "reason": "S3Error"}, world(), spec(), "Failed", "S3Error", None),
-], ids=["start", "wait-pods", "pods-never-ready", "no-cluster", "no-secret", "pvc-by-operator", "next-node",
+], ids=["start", "wait-pods", "pods-never-ready", "no-cluster", "no-secret", "pvc-volume-starts",
+        "pvc-volume-never-ready", "pvc-no-claim", "pvc-ready", "pvc-volume-restarts", "next-node",
         "manifest", "node-lost", "completed-stays", "failed-stays"])
 def test_plan(status: dict[str, Any], observed: World, backup_spec: CaxtonBackupSpec, phase: str,
               reason: str | None, action: object) -> None:
@@ -132,3 +140,9 @@ def test_destinations(url: str, expected: tuple[str, str, str] | str) -> None:
     else:
         dest = parse(url)
         assert (dest.scheme, dest.where, dest.prefix) == expected
+
+
+def test_a_retryable_error_before_the_nodes_keeps_the_phase() -> None:
+    status = record({"id": "b1", "phase": "Pending"}, Begin(), Outcome("VolumeUnavailable", "pod not ready",
+                                                                        retryable=True), world())
+    assert (status["phase"], status["message"]) == ("Pending", "pod not ready")

@@ -325,8 +325,8 @@ def test_operator_permissions_are_the_documented_ones(scoped: Scoped) -> None:
     assert {r for r, verbs in rules.items() if "delete" in verbs or "*" in verbs} == {"statefulsets.apps", "pods",
                                                                                        "pods/proxy"}
     assert not any("*" in verbs or "update" in verbs or "deletecollection" in verbs for verbs in rules.values())
-    assert rules["pods"] == {"get", "list", "delete"}
-    assert rules["pods/proxy"] == {"get", "create", "delete"}
+    assert rules["pods"] == {"get", "list", "create", "delete"}  # create: a pvc:// backup's volume pod
+    assert rules["pods/proxy"] == {"get", "create", "update", "delete"}
     for resource in ("configmaps", "secrets", "services", "poddisruptionbudgets.policy"):
         assert rules[resource] == {"get", "create", "patch"}, resource
     assert rules["statefulsets.apps"] == {"get", "create", "patch", "delete"}

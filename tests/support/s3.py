@@ -33,7 +33,7 @@ class S3Server:
         return self.root / bucket / key
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
@@ -44,7 +44,7 @@ def s3_server(root: Path, *, buckets: tuple[str, ...] = ("backups",)) -> Iterato
     """Starts versitygw on 127.<slot>.254.1 with fresh credentials and `buckets`; stops it after."""
     binary = toolchain.build(toolchain.VERSITYGW) / "versitygw"
     host = f"{test_network()}.254.1"
-    port = _free_port(host)
+    port = free_port(host)
     data = root / "s3"
     data.mkdir(parents=True, exist_ok=True)
     creds = Credentials(access_key_id="caxton" + secrets.token_hex(4), secret_access_key=secrets.token_hex(20))

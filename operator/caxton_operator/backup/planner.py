@@ -31,12 +31,19 @@ class World:
     replicas: int = 0
     ready_pods: tuple[str, ...] = ()  # the cluster's Ready pods, by ordinal
     credentials_problem: str = ""  # the S3 Secret is missing or lacks a key
+    volume_problem: str = ""  # pvc://: the claim does not exist
+    volume_ready: bool = True  # pvc://: the pod serving the claim is ready (always True for s3://)
     age: float = 0.0  # seconds since the CaxtonBackup was created
 
 
 @dataclass(frozen=True)
 class Begin:
     """Refuse the id if the destination holds anything under it; otherwise start."""
+
+
+@dataclass(frozen=True)
+class StartVolume:
+    """pvc://: run the pod that mounts the claim and serves it (idempotent)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,7 @@ class WriteManifest:
     nodes: tuple[str, ...]
 
 
-Action = Begin | Snapshot | WriteManifest
+Action = StartVolume | Begin | Snapshot | WriteManifest
 
 
 @dataclass(frozen=True)
@@ -93,15 +100,19 @@ def plan(spec: CaxtonBackupSpec, name: str, status: dict[str, Any], world: World
         check_id(status["id"])
     except DestinationError as err:
         return Step(_failed(status, "InvalidDestination", str(err), world.now))
-    if spec.destination.path.startswith("pvc://"):
-        return Step(_failed(status, "UnsupportedDestination",
-                            "the operator writes backups to s3:// destinations only; a pvc:// destination "
-                            "can be restored from but not yet written", world.now))
     if world.credentials_problem:
         return Step(_failed(status, "CredentialsMissing", world.credentials_problem, world.now))
     if not world.cluster_exists:
         return Step(_failed(status, "ClusterNotFound",
                             f"CaxtonCluster {spec.cluster_ref.name} does not exist in this namespace", world.now))
+    if world.volume_problem:
+        return Step(_failed(status, "VolumeNotFound", world.volume_problem, world.now))
+    if not world.volume_ready:
+        if world.age > PENDING_LIMIT:
+            return Step(_failed(status, "VolumeNotReady", f"the pod serving {spec.destination.path} is not ready "
+                                f"after {PENDING_LIMIT:.0f}s", world.now))
+        return Step({**status, "phase": phase, "reason": "StartingVolume",
+                     "message": f"starting the pod that serves {spec.destination.path}"}, StartVolume())
     if phase == "Pending":
         if len(world.ready_pods) < world.replicas or world.replicas == 0:
             if world.age > PENDING_LIMIT:
@@ -124,6 +135,10 @@ def record(status: dict[str, Any], action: Action, outcome: Outcome, world: Worl
     status = dict(status)
     if outcome.error and not outcome.retryable:
         return _failed(status, outcome.error_code or "Error", outcome.error, world.now)
+    if outcome.error and not isinstance(action, Snapshot):
+        return {**status, "message": outcome.error}  # tried again at the next step
+    if isinstance(action, StartVolume):
+        return status
     if isinstance(action, Begin):
         pods = sorted(world.ready_pods, key=lambda p: int(p.rsplit("-", 1)[1]))
         return {**status, "phase": "Running", "startedAt": iso(world.now), "reason": "BackingUp", "message": "",

@@ -29,9 +29,9 @@ from caxton_node.backup.destinations import (
 from caxton_node.backup.s3 import S3Client, S3Error
 
 from caxton_operator import kubeapi
-from caxton_operator.backup import planner
+from caxton_operator.backup import planner, volume
 from caxton_operator.handlers.cluster import GROUP, VERSION, cluster_path
-from caxton_operator.models import CaxtonBackupSpec
+from caxton_operator.models import CaxtonBackupSpec, CaxtonClusterSpec
 from caxton_operator.nodeapi import NodeApi, NodeUnavailable
 from caxton_operator.resources.naming import Names
 
@@ -57,28 +57,82 @@ def s3_client(namespace: str, spec: CaxtonBackupSpec) -> S3Client | None:
     return S3Client(dest.endpoint, creds, region=dest.region)
 
 
-def gather(spec: CaxtonBackupSpec, namespace: str, now: float, age: float) -> tuple[planner.World, S3Client | None]:
+def _volume(spec: CaxtonBackupSpec, backup: dict[str, Any]) -> tuple[str, bool]:
+    """(problem, ready) of a pvc:// destination: the pod serving its claim, and what the
+    scheduler says when the claim does not exist (the operator does not read claims itself)."""
+    if not spec.destination.path.startswith("pvc://"):
+        return "", True
+    meta = backup["metadata"]
+    pod = kubeapi.get(f"/api/v1/namespaces/{meta['namespace']}/pods/{volume.pod_name(meta['name'])}")
+    if pod is None:
+        return "", False
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        message = condition.get("message") or ""
+        if condition["type"] == "PodScheduled" and condition["status"] == "False" and "not found" in message:
+            return message, False
+    return "", pod_ready(pod)
+
+
+def gather(spec: CaxtonBackupSpec, backup: dict[str, Any], now: float,
+           age: float) -> tuple[planner.World, S3Client | None]:
+    namespace = backup["metadata"]["namespace"]
     problem = ""
     client = None
     try:
         client = s3_client(namespace, spec)
     except DestinationError as err:
         problem = str(err)
+    volume_problem, volume_ready = _volume(spec, backup)
     cluster = kubeapi.get(cluster_path(namespace, spec.cluster_ref.name))
     if cluster is None:
-        return planner.World(now, False, credentials_problem=problem, age=age), client
+        return planner.World(now, False, credentials_problem=problem, age=age, volume_problem=volume_problem,
+                             volume_ready=volume_ready), client
     names = Names(spec.cluster_ref.name, namespace)
     selector = ",".join(f"{k}={v}" for k, v in names.selector.items())
     pods = kubeapi.client().get(f"/api/v1/namespaces/{namespace}/pods", labelSelector=selector)["items"]
-    ready = tuple(sorted((p["metadata"]["name"] for p in pods if any(
-        c["type"] == "Ready" and c["status"] == "True" for c in (p.get("status") or {}).get("conditions") or [])),
-        key=lambda n: int(n.rsplit("-", 1)[1])))
-    return planner.World(now, True, int(cluster["spec"].get("replicas", 0)), ready, problem, age), client
+    ready = tuple(sorted((p["metadata"]["name"] for p in pods if pod_ready(p)),
+                         key=lambda n: int(n.rsplit("-", 1)[1])))
+    return planner.World(now, True, int(cluster["spec"].get("replicas", 0)), ready, credentials_problem=problem,
+                         age=age, volume_problem=volume_problem, volume_ready=volume_ready), client
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in (pod.get("status") or {}).get("conditions")
+               or [])
 
 
 def _cluster_record(namespace: str, name: str) -> dict[str, Any]:
     cluster = kubeapi.get(cluster_path(namespace, name)) or {}
     return {"name": name, "namespace": namespace, "spec": cluster.get("spec") or {}}
+
+
+def start_volume(backup: dict[str, Any], spec: CaxtonBackupSpec) -> None:
+    namespace = backup["metadata"]["namespace"]
+    cluster = kubeapi.get(cluster_path(namespace, spec.cluster_ref.name))
+    if cluster is None:
+        return
+    cluster_spec = CaxtonClusterSpec.model_validate(cluster["spec"])
+    pod = volume.volume_pod(backup, parse(spec.destination.path), cluster_spec, Names(spec.cluster_ref.name, namespace),
+                            cluster_spec.version)
+    try:
+        kubeapi.client().create(f"/api/v1/namespaces/{namespace}/pods", pod)
+    except kubeapi.KubeError as err:
+        if err.status != 409:
+            raise
+
+
+def stop_volume(backup: dict[str, Any]) -> None:
+    meta = backup["metadata"]
+    kubeapi.client().delete(f"/api/v1/namespaces/{meta['namespace']}/pods/{volume.pod_name(meta['name'])}")
+
+
+def open_destination(spec: CaxtonBackupSpec, namespace: str, backup_name: str, backup_id: str,
+                     client: S3Client | None) -> ObjectStore:
+    dest = parse(spec.destination.path)
+    if dest.scheme == "pvc":
+        token = NodeApi(Names(spec.cluster_ref.name, namespace))._headers()["X-Caxton-Token"]
+        return volume.PodStore(namespace, volume.pod_name(backup_name), backup_id, token)
+    return open_store(dest, backup_id, s3=client)
 
 
 def act(action: planner.Action, spec: CaxtonBackupSpec, namespace: str, status: dict[str, Any],
@@ -115,6 +169,8 @@ def act(action: planner.Action, spec: CaxtonBackupSpec, namespace: str, status: 
         return planner.Outcome("S3Error", f"{spec.destination.endpoint}: {err}")
     except NodeUnavailable as err:
         return planner.Outcome("NodeUnavailable", str(err), retryable=True)
+    except volume.VolumeUnavailable as err:
+        return planner.Outcome("VolumeUnavailable", str(err), retryable=True)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -137,24 +193,29 @@ def _run(namespace: str, name: str, logger: logging.Logger) -> None:
         if obj is None:
             return
         status: dict[str, Any] = dict(obj.get("status") or {})
-        if status.get("phase") in planner.FINISHED:
-            return
         spec = CaxtonBackupSpec.model_validate(obj["spec"])
+        if status.get("phase") in planner.FINISHED:
+            if spec.destination.path.startswith("pvc://"):
+                stop_volume(obj)
+            return
         created = dt.datetime.fromisoformat(obj["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
         now = time.time()
-        world, client = gather(spec, namespace, now, now - created.timestamp())
+        world, client = gather(spec, obj, now, now - created.timestamp())
         step = planner.plan(spec, name, status, world)
         after = step.status
-        if step.action is not None and client is not None:
-            store = open_store(parse(spec.destination.path), after["id"], s3=client)
+        if isinstance(step.action, planner.StartVolume):
+            start_volume(obj, spec)
+        elif step.action is not None:
+            store = open_destination(spec, namespace, name, after["id"], client)
             logger.info("%s: %s", name, step.action)
             outcome = act(step.action, spec, namespace, after, store)
             after = planner.record(after, step.action, outcome, world)
+        if client is not None:
             client.close()
         if after != status:
             kubeapi.client().patch(backup_path(namespace, name) + "/status", {"status": after})
             _event(obj, status, after)
-        if step.action is None or after.get("phase") in planner.FINISHED or after == status:
+        if step.action is None or isinstance(step.action, planner.StartVolume) or after == status:
             return
 
 
