@@ -82,6 +82,16 @@ def _cluster(tree: Tree, sub: Parsers) -> None:
                           examples=["cluster scale --replicas 5 -n prod --cluster demo"])
         scale.add_argument("--replicas", type=int, required=True)
         add_wait_flags(scale, 300.0)
+        stop = tree.verb(cluster, "stop", run="caxton_cli.hibernation:stop",
+                         help="hibernate: stop every node, keep volumes and status (phase Hibernated)",
+                         examples=["cluster stop --all", "cluster stop --all --no-wait"])
+        stop.add_argument("--all", action="store_true", help="every node (required: the cluster stops as one)")
+        add_wait_flags(stop, 300.0)
+        start = tree.verb(cluster, "start", run="caxton_cli.hibernation:start",
+                          help="bring a hibernated cluster back; --verify runs cluster verify before it says so",
+                          examples=["cluster start --verify"])
+        start.add_argument("--verify", action="store_true", help="run `cluster verify` once every member is alive")
+        start.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default: %(default)s)")
         _upgrade(tree, cluster)
 
 

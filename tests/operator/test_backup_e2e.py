@@ -315,3 +315,38 @@ def test_bootstrap_cannot_be_added_to_a_running_cluster(release: ClusterUnderTes
         check=False)
     assert result.returncode != 0
     assert "bootstrap is immutable: it applies only when the cluster is created" in result.stderr
+
+
+def test_stop_all_then_start_verify_keeps_every_agent_and_message(release: ClusterUnderTest, ns: str) -> None:
+    cluster = release
+    proxy = Proxy(cluster, ns)
+    pods = [f"demo-{i}" for i in range(3)]
+    held = proxy.where("held", pods)
+    assert held is not None
+    proxy.call(held, "POST", "/v1/agents/held/suspend")
+    for n in range(QUEUED):
+        send(proxy, held, "held", {"n": 1000 + n}, sender="counter")
+    before = sorted(a["id"] for pod in pods for a in proxy.call(pod, "GET", "/v1/agents"))
+    claims = sorted(c["metadata"]["name"] for c in cluster.kube.get(
+        f"/api/v1/namespaces/{ns}/persistentvolumeclaims")["items"] if c["metadata"]["name"].startswith("data-demo"))
+    assert len(claims) == 3
+
+    stopped = plugin(cluster, ns, "--cluster", "demo", "cluster", "stop", "--all")
+    assert stopped.returncode == 0, f"{stopped.stderr}\n{diagnose(cluster, ns, 'demo')}"
+    assert "demo: Hibernated" in stopped.stderr
+    status = cluster.kube.get(cxc_path(ns, "demo"))["status"]
+    assert status["phase"] == "Hibernated" and not pods_of(cluster, ns, "demo")
+    assert sorted(c["metadata"]["name"] for c in cluster.kube.get(
+        f"/api/v1/namespaces/{ns}/persistentvolumeclaims")["items"] if c["metadata"]["name"].startswith(
+        "data-demo")) == claims
+
+    started = plugin(cluster, ns, "--cluster", "demo", "cluster", "start", "--verify")
+    assert started.returncode == 0, f"{started.stdout}{started.stderr}\n{diagnose(cluster, ns, 'demo')}"
+    assert "OK: 3 node(s) agree, every member consistent" in started.stdout
+    assert sorted(a["id"] for pod in pods for a in proxy.call(pod, "GET", "/v1/agents")) == before
+    agent = next(a for a in proxy.call(held, "GET", "/v1/agents") if a["id"] == "held")
+    assert agent["state"] == "suspended" and agent["queue"] == QUEUED
+    proxy.call(held, "GET", "/v1/mailboxes/counter")
+    proxy.call(held, "POST", "/v1/agents/held/resume")
+    numbers = sorted(r["content"]["content"]["n"] for r in collect(proxy, held, "counter", QUEUED))
+    assert numbers == [1000 + n for n in range(QUEUED)]

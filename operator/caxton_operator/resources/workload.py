@@ -82,7 +82,10 @@ def pod_disruption_budget(spec: CaxtonClusterSpec, names: Names) -> Obj:
             "spec": {"minAvailable": spec.replicas // 2 + 1, "selector": {"matchLabels": names.selector}}}
 
 
-def statefulset(spec: CaxtonClusterSpec, names: Names, rollout: Rollout | None = None) -> Obj:
+def statefulset(spec: CaxtonClusterSpec, names: Names, rollout: Rollout | None = None, *,
+                hibernated: bool = False) -> Obj:
+    """`hibernated` (`kubectl caxton cluster stop --all`): no pods, every volume kept (scaling
+    to zero must not delete the claims, as a scale-down does), brought back as they were."""
     rollout = rollout or Rollout(spec.version)
     config_hash = restart_hash(spec, names)
     annotations = {"caxton.dev/config-hash": config_hash}
@@ -148,10 +151,11 @@ def statefulset(spec: CaxtonClusterSpec, names: Names, rollout: Rollout | None =
         "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(names, names.statefulset),
         "spec": {
             "serviceName": names.peers_service,
-            "replicas": spec.replicas,
+            "replicas": 0 if hibernated else spec.replicas,
             "podManagementPolicy": "Parallel",  # members join in any order; gossip sorts it out
             # A removed ordinal's agents were moved first; its volume must not haunt a later scale-up.
-            "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete", "whenDeleted": "Delete"},
+            "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Retain" if hibernated else "Delete",
+                                                     "whenDeleted": "Delete"},
             "selector": {"matchLabels": names.selector},
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": rollout.partition}},
             "template": {
