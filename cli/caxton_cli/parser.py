@@ -74,8 +74,10 @@ def _cluster(tree: Tree, sub: Parsers) -> None:
     tree.verb(cluster, "verify", run=f"{run}:verify",
               help="compare state across members and name every difference" + (
                   " (every node's view)" if tree.kubectl else ""),
-              examples=["cluster verify", *(["# one node's view\ncluster verify --node demo-1"]
-                                            if tree.kubectl else [])])
+              examples=["cluster verify", "# also each node's state on disk and its modules\ncluster verify --deep",
+                        *(["# one node's view\ncluster verify --node demo-1"] if tree.kubectl else [])]
+              ).add_argument("--deep", action="store_true", help="also run SQLite's integrity check on every "
+                             "node's state and check each module against its sha256")
     if tree.kubectl:
         scale = tree.verb(cluster, "scale", run="caxton_cli.declarative:cluster_scale",
                           help="change the number of nodes (scale-in moves agents first)",

@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
+from caxton_node import integrity as state_integrity
 from caxton_node.agents.module_format import not_wasm
 from caxton_node.api import models
 from caxton_node.api.dump_paths import DumpForbidden, dump_target, prepare
@@ -360,6 +361,11 @@ def create_app(node: Node, token: str | None) -> Edge:
     @app.get("/v1/cluster/verify", response_model=models.Verification, responses=_errors())
     def verify() -> dict[str, Any]:
         return verify_cluster(node, token)
+
+    @app.get("/v1/state/integrity", responses=_errors())
+    def integrity() -> dict[str, Any]:
+        """SQLite's integrity check of the state on disk and each module against its sha256."""
+        return state_integrity.check(node)
 
     @app.get("/v1/backup/snapshot", response_class=Response, responses={
         **_errors(), 200: {"description": "a tar: caxton.db (SQLite online backup), agents.json, messages.json, "
