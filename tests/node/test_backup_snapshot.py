@@ -144,14 +144,14 @@ def test_the_volume_server_keeps_keys_inside_and_wants_the_token(tmp_path: Path)
     base = f"http://{host}:{port}"
     wait_for(lambda: httpx.get(f"{base}/healthz").status_code == 200, timeout=10, what="the volume server")
     auth = {"X-Caxton-Token": "sekrit"}
-    assert httpx.put(f"{base}/objects/b1/nodes/n/caxton.db", content=b"db", headers=auth).status_code == 200
+    assert httpx.post(f"{base}/objects/b1/nodes/n/caxton.db", content=b"db", headers=auth).status_code == 200
     assert httpx.get(f"{base}/objects/b1/nodes/n/caxton.db", headers=auth).content == b"db"
     assert httpx.get(f"{base}/objects/b1/", headers=auth).json() == ["nodes/n/caxton.db"]
     assert (tmp_path / "vol" / "b1" / "nodes" / "n" / "caxton.db").read_bytes() == b"db"
     assert httpx.get(f"{base}/objects/b1/missing", headers=auth).json()["code"] == "no_such_key"
     assert httpx.get(f"{base}/objects/b1/nodes/n/caxton.db").status_code == 401
-    assert httpx.put(f"{base}/objects/b1/x", content=b"1", headers={"X-Caxton-Token": "wrong"}).status_code == 401
-    escape = httpx.put(f"{base}/objects/b1/..%2F..%2Fescaped", content=b"1", headers=auth)
+    assert httpx.post(f"{base}/objects/b1/x", content=b"1", headers={"X-Caxton-Token": "wrong"}).status_code == 401
+    escape = httpx.post(f"{base}/objects/b1/..%2F..%2Fescaped", content=b"1", headers=auth)
     assert escape.status_code == 400 and "leaves the backup's directory" in escape.json()["message"]
     assert not (tmp_path / "escaped").exists()
     assert httpx.delete(f"{base}/objects/b1/nodes/n/caxton.db", headers=auth).status_code == 200

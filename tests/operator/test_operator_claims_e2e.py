@@ -326,7 +326,7 @@ def test_operator_permissions_are_the_documented_ones(scoped: Scoped) -> None:
                                                                                        "pods/proxy"}
     assert not any("*" in verbs or "update" in verbs or "deletecollection" in verbs for verbs in rules.values())
     assert rules["pods"] == {"get", "list", "create", "delete"}  # create: a pvc:// backup's volume pod
-    assert rules["pods/proxy"] == {"get", "create", "update", "delete"}
+    assert rules["pods/proxy"] == {"get", "create", "delete"}
     for resource in ("configmaps", "secrets", "services", "poddisruptionbudgets.policy"):
         assert rules[resource] == {"get", "create", "patch"}, resource
     assert rules["statefulsets.apps"] == {"get", "create", "patch", "delete"}

@@ -21,7 +21,7 @@ MAX_OBJECT = 1 << 32  # 4 GiB: a node's database and modules fit many times over
 
 
 def serve(root: Path, host: str, port: int, token: str) -> None:
-    """Serves until killed: PUT|GET|DELETE /objects/<backup-id>/<key>, GET /objects/<backup-id>/
+    """Serves until killed: POST (write)|GET|DELETE /objects/<backup-id>/<key>, GET /objects/<backup-id>/
     (the keys, JSON), GET /ids (backup ids with a manifest), GET /healthz (open)."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -84,7 +84,7 @@ def serve(root: Path, host: str, port: int, token: str) -> None:
             else:
                 self._reply(200, data, "application/octet-stream")
 
-        def do_PUT(self) -> None:
+        def do_POST(self) -> None:  # a write (POST: the pod proxy grants it as `create`)
             if not self._authorized():
                 return
             target = self._target()
@@ -93,7 +93,7 @@ def serve(root: Path, host: str, port: int, token: str) -> None:
             store, key = target
             length = int(self.headers.get("Content-Length") or -1)
             if not key or not 0 <= length <= MAX_OBJECT:
-                self._error(400, "bad_request", "PUT needs a key and a Content-Length up to 4 GiB")
+                self._error(400, "bad_request", "POST needs a key and a Content-Length up to 4 GiB")
                 return
             try:
                 store.put(key, self.rfile.read(length))

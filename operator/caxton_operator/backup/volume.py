@@ -79,7 +79,7 @@ class PodStore:
         return resp
 
     def put(self, key: str, data: bytes) -> None:
-        self._call("PUT", key, data)
+        self._call("POST", key, data)
 
     def get(self, key: str) -> bytes | None:
         resp = self._call("GET", key, ok=(200, 404))
