@@ -268,7 +268,9 @@ def delete(args: argparse.Namespace) -> None:
     backup = _backup(where, args.id)
     backup_id = (backup.get("status") or {}).get("id") or args.id
     removed = 0
-    if args.purge:
+    status = backup.get("status") or {}
+    # A backup refused because the id was taken wrote nothing: the objects there are another's.
+    if args.purge and status.get("reason") != "BackupExists":
         store = _store(where, backup["spec"]["destination"], backup_id)
         for key in store.list_keys():
             store.delete(key)

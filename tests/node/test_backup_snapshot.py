@@ -16,7 +16,7 @@ from caxton_node.backup.destinations import ObjectStore, open_store, parse
 from caxton_node.backup.s3 import Credentials, S3Client, S3Error
 from caxton_node.backup.volume_server import serve
 
-from tests.support.addresses import test_network
+from tests.support import addresses
 from tests.support.agents import agent, collect, deploy, send
 from tests.support.nodes import NodeFactory
 from tests.support.s3 import S3Server, free_port, s3_server
@@ -138,7 +138,7 @@ def test_wrong_credentials_and_unreachable_endpoint_name_the_s3_error(s3: S3Serv
 
 
 def test_the_volume_server_keeps_keys_inside_and_wants_the_token(tmp_path: Path) -> None:
-    host = f"{test_network()}.254.2"
+    host = f"{addresses.test_network()}.254.2"
     port = free_port(host)
     threading.Thread(target=serve, args=(tmp_path / "vol", host, port, "sekrit"), daemon=True).start()
     base = f"http://{host}:{port}"

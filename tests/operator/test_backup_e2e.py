@@ -150,7 +150,7 @@ def test_backup_under_load_then_restore_delivers_every_queued_message(release: C
     finally:
         report = load.stop()
     assert result.returncode == 0, f"{result.stderr}\n{diagnose(cluster, ns, 'demo')}"
-    assert f"{BACKUP}: Running" in result.stderr and f"{BACKUP}: Completed" in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1] == f"{BACKUP}: Completed 3/3", result.stderr  # the last progress line
     status = backup_status(cluster, ns, BACKUP)
     assert status["phase"] == "Completed" and status["id"] == BACKUP
     assert [n["name"] for n in status["nodes"]] == ["demo-0", "demo-1", "demo-2"]
@@ -350,3 +350,20 @@ def test_stop_all_then_start_verify_keeps_every_agent_and_message(release: Clust
     proxy.call(held, "POST", "/v1/agents/held/resume")
     numbers = sorted(r["content"]["content"]["n"] for r in collect(proxy, held, "counter", QUEUED))
     assert numbers == [1000 + n for n in range(QUEUED)]
+
+
+def test_delete_purges_only_the_backup_s_own_objects(release: ClusterUnderTest, ns: str, s3: S3Server) -> None:
+    root = s3.object_path("backups", f"e2e/{BACKUP}")
+    kept = sorted(p for p in Path(root).rglob("*") if p.is_file())
+    refused = plugin(release, ns, "backup", "delete", "--id", "again", "--purge")  # Failed: BackupExists
+    assert refused.returncode == 0, refused.stderr
+    assert release.kube.get_or_none(bkp_path(ns, "again")) is None
+    assert sorted(p for p in Path(root).rglob("*") if p.is_file()) == kept  # full-1's, not again's
+    purged = plugin(release, ns, "backup", "delete", "--id", BACKUP, "--purge")
+    assert purged.returncode == 0, purged.stderr
+    assert f"{len(kept)} object(s) removed from s3://backups/e2e/" in purged.stdout
+    assert not [p for p in Path(root).rglob("*") if p.is_file()]
+    listed = plugin(release, ns, "backup", "list")
+    assert listed.returncode == 0 and BACKUP not in listed.stdout
+    missing = plugin(release, ns, "backup", "verify", "--id", BACKUP)
+    assert missing.returncode == 4 and f"no CaxtonBackup with id {BACKUP}" in missing.stderr

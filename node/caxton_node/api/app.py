@@ -362,6 +362,13 @@ def create_app(node: Node, token: str | None) -> Edge:
     def verify() -> dict[str, Any]:
         return verify_cluster(node, token)
 
+    @app.post("/v1/hibernate", responses=_errors())
+    def hibernate() -> dict[str, Any]:
+        """The cluster is about to stop as a whole (`cluster stop --all`): a drain (the preStop
+        hook) keeps the queues, which are durable and come back when the node starts again."""
+        node.hibernating = True
+        return {"node": node.id, "hibernating": True}
+
     @app.get("/v1/state/integrity", responses=_errors())
     def integrity() -> dict[str, Any]:
         """SQLite's integrity check of the state on disk and each module against its sha256."""

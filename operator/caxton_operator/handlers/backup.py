@@ -68,7 +68,8 @@ def _volume(spec: CaxtonBackupSpec, backup: dict[str, Any]) -> tuple[str, bool]:
         return "", False
     for condition in (pod.get("status") or {}).get("conditions") or []:
         message = condition.get("message") or ""
-        if condition["type"] == "PodScheduled" and condition["status"] == "False" and "not found" in message:
+        if condition["type"] == "PodScheduled" and condition["status"] == "False" and (
+                f'persistentvolumeclaim "{parse(spec.destination.path).where}" not found' in message):
             return message, False
     return "", pod_ready(pod)
 

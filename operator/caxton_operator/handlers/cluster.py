@@ -181,7 +181,15 @@ def _apply_workload(body: kopf.Body, spec: CaxtonClusterSpec, names: Names,
             raise kopf.TemporaryError(f"scale-down waits: {err}", delay=5) from None
         kopf.event(body, type="Normal", reason="AgentsMoved",
                    message=f"moved {len(moves)} agent(s) off {', '.join(leaving)}")
-    elif sts is not None and current < spec.replicas:
+    elif sts is not None and current > 0 and hibernated:
+        # Each node's preStop drain keeps its queues instead of dead-lettering what is left.
+        api = NodeApi(names)
+        for pod in [names.pod(i) for i in range(current)]:
+            try:
+                api.call(pod, "POST", "/v1/hibernate", timeout=5.0)
+            except NodeUnavailable as err:
+                logger.warning("hibernating %s: %s", pod, err)
+    elif sts is not None and current < spec.replicas and not hibernated:
         kopf.event(body, type="Normal", reason="ScalingUp", message=f"{current} -> {spec.replicas} nodes")
     rollout = workload.Rollout.of(sts) if sts is not None else workload.Rollout(spec.version)
     kubeapi.apply(kubeapi.owned(workload.statefulset(spec, names, rollout, hibernated=hibernated), owner))
