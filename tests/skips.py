@@ -20,6 +20,7 @@ FOREIGN_CLUSTER_SKIPS = (
     "starts a second local control plane",
     "upgrade tests use the process kubelet's image table",
     "the module server listens on this machine's loopback",
+    "the S3 server runs on this machine's loopback",
 )
 
 

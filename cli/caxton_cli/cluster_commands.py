@@ -113,6 +113,23 @@ def watch(args: argparse.Namespace) -> None:
         time.sleep(args.interval)
 
 
+def _deep(args: argparse.Namespace) -> list[str]:
+    """--deep: every node's state on disk (SQLite's integrity check, modules against their sha256),
+    and one module per agent id across the members."""
+    problems: list[str] = []
+    shas: dict[str, set[str]] = {}
+    for a in ask_every_node(args, lambda client: client.call("GET", "/v1/state/integrity", timeout=60)):
+        if a.error is not None:
+            problems.append(f"{a.node}: state not checked: {a.error}")
+            continue
+        problems.extend(f"{a.result['node']}: state corruption: {p}" for p in a.result["problems"])
+        for agent, sha in a.result["modules"].items():
+            shas.setdefault(agent, set()).add(sha)
+    problems.extend(f"agent {agent} runs different modules on different nodes: {', '.join(sorted(found))}"
+                    for agent, found in sorted(shas.items()) if len(found) > 1)
+    return problems
+
+
 def verify(args: argparse.Namespace) -> None:
     """Every node's own comparison (in plugin mode, all at once): a node on the other side
     of a partition, or one that cannot see a peer, disagrees, and that is what to find."""
@@ -132,6 +149,8 @@ def verify(args: argparse.Namespace) -> None:
     for a in answers:
         for member, agents in (a.result or {}).get("agents", {}).items():
             placement.setdefault(member, agents)
+    if getattr(args, "deep", False):
+        problems.extend(_deep(args))
     data = {"consistent": not problems, "nodes": [a.result if a.error is None else {"node": a.node, "error": str(
         a.error)} for a in answers], "differences": problems}
     lines = [table(("NODE", "MEMBERS", "AGENTS", "VERIFY"), rows), "",

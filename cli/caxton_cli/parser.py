@@ -24,7 +24,8 @@ def build(prog: str) -> argparse.ArgumentParser:
     tree.global_flags(parser, on_root=True)
     parser.set_defaults(front_door=tree.mode)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for noun in (_cluster, _agents, _queue, _memory, _trace, _emergency, _circuit_breaker, _send, _resources):
+    for noun in (_cluster, _agents, _queue, _memory, _trace, _emergency, _circuit_breaker, _send, _resources,
+                 _backup):
         noun(tree, sub)
     if not tree.kubectl:  # these act on this machine, not on a CaxtonCluster
         _server(tree, sub)
@@ -81,14 +82,26 @@ def _cluster(tree: Tree, sub: Parsers) -> None:
     tree.verb(cluster, "verify", run=f"{run}:verify",
               help="compare state across members and name every difference" + (
                   " (every node's view)" if tree.kubectl else ""),
-              examples=["cluster verify", *(["# one node's view\ncluster verify --node demo-1"]
-                                            if tree.kubectl else [])])
+              examples=["cluster verify", "# also each node's state on disk and its modules\ncluster verify --deep",
+                        *(["# one node's view\ncluster verify --node demo-1"] if tree.kubectl else [])]
+              ).add_argument("--deep", action="store_true", help="also run SQLite's integrity check on every "
+                             "node's state and check each module against its sha256")
     if tree.kubectl:
         scale = tree.verb(cluster, "scale", run="caxton_cli.declarative:cluster_scale",
                           help="change the number of nodes (scale-in moves agents first)",
                           examples=["cluster scale --replicas 5 -n prod --cluster demo"])
         scale.add_argument("--replicas", type=int, required=True)
         add_wait_flags(scale, 300.0)
+        stop = tree.verb(cluster, "stop", run="caxton_cli.hibernation:stop",
+                         help="hibernate: stop every node, keep volumes and status (phase Hibernated)",
+                         examples=["cluster stop --all", "cluster stop --all --no-wait"])
+        stop.add_argument("--all", action="store_true", help="every node (required: the cluster stops as one)")
+        add_wait_flags(stop, 300.0)
+        start = tree.verb(cluster, "start", run="caxton_cli.hibernation:start",
+                          help="bring a hibernated cluster back; --verify runs cluster verify before it says so",
+                          examples=["cluster start --verify"])
+        start.add_argument("--verify", action="store_true", help="run `cluster verify` once every member is alive")
+        start.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default: %(default)s)")
         _upgrade(tree, cluster)
         _capacity(tree, cluster)
 
@@ -276,6 +289,75 @@ def _send(tree: Tree, sub: Parsers) -> None:
     msg.add_argument("--performative", default="request")
     msg.add_argument("--content", default="null", help="JSON (or a plain string)")
     msg.add_argument("--conversation-id")
+
+
+def _backup(tree: Tree, sub: Parsers) -> None:
+    """Backup and Recovery (docs/backup.md): CaxtonBackups, and restoring from them."""
+    run = "caxton_cli.backups"
+    if not tree.kubectl:  # on a node's machine (and in the restoring pods): one data directory
+        backup = tree.group(sub, "backup", help="restore a node's data directory from a backup", connects=False)
+        node = tree.verb(backup, "restore", run=f"{run}:restore_node", connects=False,
+                         help="verify a whole backup, then restore one node's state into an empty directory",
+                         examples=["# S3 credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\n"
+                                   "backup restore --id backup-20240115-0200 --target /var/lib/caxton/ "
+                                   "--destination s3://backups/caxton/ --endpoint https://s3.example.com "
+                                   "--replicas 3 --ordinal 0"])
+        node.add_argument("--id", required=True, help="the backup's id")
+        node.add_argument("--target", required=True, help="the node's data directory (empty, or restored before)")
+        node.add_argument("--destination", required=True, help="s3://bucket/prefix/ or pvc://claim/path/")
+        node.add_argument("--endpoint", help="the S3 API's URL (s3:// destinations)")
+        node.add_argument("--region", default="us-east-1")
+        node.add_argument("--mount", help="where a pvc:// destination's claim is mounted")
+        node.add_argument("--replicas", type=int, required=True, help="the size of the cluster restored into")
+        which = node.add_mutually_exclusive_group(required=True)
+        which.add_argument("--ordinal", type=int, help="the node (0-based) of the backup to restore")
+        which.add_argument("--pod", help="a StatefulSet pod name: its ordinal picks the node")
+        node.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+        serve = tree.verb(backup, "serve", run=f"{run}:serve_volume", connects=False,
+                          help="serve a backup directory on a mounted volume over HTTP (the operator's "
+                               "pvc:// destinations)",
+                          examples=["backup serve --dir /var/lib/caxton-backup/nightly --listen 0.0.0.0:8080 "
+                                    "--token-file /etc/caxton/api/token"])
+        serve.add_argument("--dir", required=True, help="the destination's directory: backups are <dir>/<id>/")
+        serve.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT")
+        serve.add_argument("--token-file", required=True, help="the token every call must carry")
+        return
+    backup = tree.group(sub, "backup", help="back up a CaxtonCluster (CaxtonBackup) and restore from it")
+    create = tree.verb(backup, "create", run=f"{run}:create", help="back up every node of the cluster (a "
+                       "CaxtonBackup): state, agents' modules and limits, queued messages",
+                       examples=["backup create --type full --destination s3://backups/caxton/20240115/ "
+                                 "--compress --endpoint https://s3.example.com --credentials-secret s3-creds",
+                                 "# follow it to the end, a progress line per change (exit 1 if it fails)\n"
+                                 "backup create --destination s3://backups/caxton/ --endpoint http://minio:9000 "
+                                 "--credentials-secret s3-creds --id before-upgrade --wait"])
+    create.add_argument("--type", default="full", help="full (the only type)")
+    create.add_argument("--destination", required=True, help="s3://bucket/prefix/ or pvc://claim/path/")
+    create.add_argument("--endpoint", help="the S3 API's URL")
+    create.add_argument("--region", default="us-east-1")
+    create.add_argument("--credentials-secret", help="a Secret with accessKeyId and secretAccessKey")
+    create.add_argument("--compress", action="store_true", help="store objects compressed with zstd")
+    create.add_argument("--include-secrets", action="store_true",
+                        help="also store the CA, gossip key and API token (read the docs first)")
+    create.add_argument("--id", help="the backup's id (default backup-YYYYMMDD-HHMMSS, UTC)")
+    _wait_opt_in(create)
+    tree.verb(backup, "list", run=f"{run}:list_backups", help="CaxtonBackups with phase, size and destination",
+              examples=["backup list", "backup list --cluster demo -o json"])
+    check = tree.verb(backup, "verify", run=f"{run}:verify", help="re-read every object, check every checksum and "
+                      "each SQLite snapshot's integrity; one line per problem, exit 3 if any",
+                      examples=["backup verify --id backup-20240115-0200"])
+    check.add_argument("--id", required=True)
+    restore = tree.verb(backup, "restore", run=f"{run}:restore",
+                        help="verify the backup, then create a CaxtonCluster bootstrapped from it",
+                        examples=["backup restore --id backup-20240115-0200",
+                                  "# under another name; wait until it runs\n"
+                                  "backup restore --id backup-20240115-0200 --target demo-restored --wait"])
+    restore.add_argument("--id", required=True)
+    restore.add_argument("--target", help="the new CaxtonCluster's name (default: the backed-up cluster's)")
+    _wait_opt_in(restore)
+    delete = tree.verb(backup, "delete", run=f"{run}:delete", help="delete a CaxtonBackup (--purge: and its objects)",
+                       examples=["backup delete --id backup-20240115-0200 --purge"])
+    delete.add_argument("--id", required=True)
+    delete.add_argument("--purge", action="store_true", help="also delete the backup's objects at the destination")
 
 
 def _server(tree: Tree, sub: Parsers) -> None:

@@ -113,7 +113,13 @@ COREDNS = Tool(
     module="github.com/coredns/coredns",
     packages={"coredns": "github.com/coredns/coredns"},
 )
-ALL_TOOLS = (ETCD, KUBERNETES, HELM, COREDNS)
+# Not part of the control plane: the S3-compatible server the backup tests store backups in.
+VERSITYGW = Tool(
+    name="versitygw",
+    module="github.com/versity/versitygw",
+    packages={"versitygw": "github.com/versity/versitygw/cmd/versitygw"},
+)
+ALL_TOOLS = (ETCD, KUBERNETES, HELM, COREDNS, VERSITYGW)
 
 
 def cache_root() -> Path:

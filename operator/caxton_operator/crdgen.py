@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from caxton_operator.models import CaxtonAgentSpec, CaxtonClusterSpec, CaxtonUpgradeSpec, Spec
+from caxton_operator.models import CaxtonAgentSpec, CaxtonBackupSpec, CaxtonClusterSpec, CaxtonUpgradeSpec, Spec
 
 GROUP = "caxton.dev"
 VERSION = "v1alpha1"
@@ -162,6 +162,17 @@ def all_crds() -> dict[str, dict[str, Any]]:
                 {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
                 {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
                 {"name": "Priority", "type": "string", "jsonPath": ".spec.priority"},
+            ],
+        ),
+        "caxtonbackups.yaml": crd(
+            "CaxtonBackup", "caxtonbackups", "cxb", CaxtonBackupSpec,
+            description="A full backup of a CaxtonCluster to S3 or a volume (docs/backup.md).",
+            columns=[
+                {"name": "Cluster", "type": "string", "jsonPath": ".spec.clusterRef.name"},
+                {"name": "Id", "type": "string", "jsonPath": ".status.id"},
+                {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                {"name": "Size", "type": "integer", "jsonPath": ".status.sizeBytes"},
+                {"name": "Reason", "type": "string", "jsonPath": ".status.reason"},
             ],
         ),
     }

@@ -15,6 +15,7 @@ import kopf
 from prometheus_client import start_http_server
 
 import caxton_operator.handlers.agent
+import caxton_operator.handlers.backup
 import caxton_operator.handlers.cluster
 import caxton_operator.handlers.rebalance
 import caxton_operator.handlers.removal

@@ -97,10 +97,64 @@ class Rebalance(Spec):
         default="30s", description="how long a node may be unreachable before its agents are placed elsewhere")
 
 
+# -- backups (CaxtonBackup, and CaxtonCluster.spec.bootstrap.fromBackup) ---------------------------------
+
+BACKUP_ID = r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$"
+DESTINATION = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?)(/[^/.][^/]*)*/?$"
+
+
+class S3Credentials(Spec):
+    secret_name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_NAME,
+                                      description="a Secret in this namespace")]
+    access_key_id_key: str = Field(default="accessKeyId", description="its key holding the access key id")
+    secret_access_key_key: str = Field(default="secretAccessKey", description="its key holding the secret key")
+
+
+class BackupDestination(Spec):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [rule(
+        "!self.path.startsWith('s3://') || (has(self.s3Credentials) && has(self.endpoint))",
+        "an s3:// destination needs endpoint and s3Credentials (a Secret with accessKeyId and secretAccessKey)",
+    )]})
+    path: Annotated[str, Field(pattern=DESTINATION, max_length=1024,
+                               description="s3://bucket/prefix/ or pvc://claim-name/sub/dir/")]
+    endpoint: Annotated[str, Field(pattern=r"^https?://[^/]+/?$", max_length=512,
+                                   description="the S3 API's URL, e.g. https://s3.amazonaws.com")] | None = None
+    region: Annotated[str, Field(max_length=64)] = "us-east-1"
+    s3_credentials: S3Credentials | None = None
+
+
+class CaxtonBackupSpec(Spec):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [rule(
+        "self == oldSelf", "a CaxtonBackup's spec is immutable: create a new CaxtonBackup",
+        reason="FieldValueForbidden",
+    )]})
+    cluster_ref: ObjectRef
+    destination: BackupDestination
+    id: Annotated[str, Field(pattern=BACKUP_ID, description="the backup's id at the destination "
+                                                            "(default: this object's name)")] | None = None
+    compress: bool = Field(default=False, description="store objects compressed with zstd")
+    include_secrets: bool = Field(default=False, description="also store the cluster's CA, gossip key and API "
+                                                             "token Secrets (anyone who can read the backup can "
+                                                             "then impersonate the cluster)")
+
+
+class FromBackup(Spec):
+    id: Annotated[str, Field(pattern=BACKUP_ID)]
+    destination: BackupDestination
+
+
+class Bootstrap(Spec):
+    from_backup: FromBackup | None = Field(default=None, description="restore every node's state from a backup "
+                                                                     "of a cluster of the same size")
+
+
 class CaxtonClusterSpec(Spec):
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [rule(
         "!has(self.partition.quorumSize) || self.partition.quorumSize <= self.replicas",
         "partition.quorumSize cannot exceed replicas",
+    ), rule(
+        "has(oldSelf.bootstrap) ? (has(self.bootstrap) && self.bootstrap == oldSelf.bootstrap) : !has(self.bootstrap)",
+        "bootstrap is immutable: it applies only when the cluster is created", reason="FieldValueForbidden",
     )]})
     replicas: Annotated[int, Field(ge=1, le=100, description="number of nodes")] = 3
     version: SemVer
@@ -111,6 +165,7 @@ class CaxtonClusterSpec(Spec):
     partition: Partition = Field(default_factory=Partition)
     tls: Tls = Field(default_factory=Tls)
     rebalance: Rebalance = Field(default_factory=Rebalance)
+    bootstrap: Bootstrap | None = None
 
 
 # -- CaxtonUpgrade ---------------------------------------------------------------------------------------
@@ -195,6 +250,7 @@ KINDS: dict[str, type[Spec]] = {
     "CaxtonCluster": CaxtonClusterSpec,
     "CaxtonUpgrade": CaxtonUpgradeSpec,
     "CaxtonAgent": CaxtonAgentSpec,
+    "CaxtonBackup": CaxtonBackupSpec,
 }
 
 

@@ -31,6 +31,11 @@ def agent_limits_cr(**limits: Any) -> dict[str, Any]:
     return cr
 
 
+def backup_cr(**destination: Any) -> dict[str, Any]:
+    return {"apiVersion": "caxton.dev/v1alpha1", "kind": "CaxtonBackup", "metadata": {"name": "nightly"},
+            "spec": {"clusterRef": {"name": "demo"}, "destination": destination}}
+
+
 def apply(cluster: ClusterUnderTest, namespace: str, obj: dict[str, Any]) -> tuple[int, str]:
     result = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(obj), check=False)
     return result.returncode, result.stderr
@@ -67,6 +72,13 @@ INVALID = [
     ("agent deadline under 1ms", agent_limits_cr(deadline="0.000001s"), "limits.deadline must be between 1ms and 60s"),
     ("agent deadline over 60s", agent_limits_cr(deadline="61s"), "limits.deadline must be between 1ms and 60s"),
     ("agent memory under 64Ki", agent_limits_cr(memory="1Ki"), "limits.memory must be between 64Ki and 4Gi"),
+    ("backup to s3 without credentials", backup_cr(path="s3://backups/x/", endpoint="https://s3.example.com"),
+     "an s3:// destination needs endpoint and s3Credentials"),
+    ("backup to a path", backup_cr(path="/var/lib/caxton/"), "spec.destination.path in body should match"),
+    ("backup path with ..", backup_cr(path="pvc://vol/../x/"), "spec.destination.path in body should match"),
+    ("backup with a bad id", {**backup_cr(path="pvc://vol/x/"), "spec": {
+        "clusterRef": {"name": "demo"}, "destination": {"path": "pvc://vol/x/"}, "id": "Bad_Id"}},
+     "spec.id in body should match"),
 ]
 
 
@@ -90,6 +102,11 @@ def test_changing_an_immutable_field_is_rejected(crds: ClusterUnderTest, namespa
     upgrade["spec"]["clusterRef"] = {"name": "other"}
     code, stderr = apply(crds, namespace, upgrade)
     assert code != 0 and "clusterRef is immutable" in stderr
+    backup = backup_cr(path="pvc://vol/x/")
+    assert apply(crds, namespace, backup)[0] == 0
+    backup["spec"]["compress"] = True
+    code, stderr = apply(crds, namespace, backup)
+    assert code != 0 and "a CaxtonBackup's spec is immutable: create a new CaxtonBackup" in stderr
 
 
 def test_valid_cluster_gets_defaults_and_printer_columns(crds: ClusterUnderTest, namespace: str) -> None:

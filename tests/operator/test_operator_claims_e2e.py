@@ -326,17 +326,17 @@ def test_operator_permissions_are_the_documented_ones(scoped: Scoped) -> None:
     assert {r for r, verbs in rules.items() if "delete" in verbs or "*" in verbs} == {
         "statefulsets.apps", "pods", "pods/proxy", "persistentvolumeclaims"}
     assert not any("*" in verbs or "update" in verbs or "deletecollection" in verbs for verbs in rules.values())
-    assert rules["pods"] == {"get", "list", "delete"}
+    assert rules["pods"] == {"get", "list", "create", "delete"}  # create: a pvc:// backup's volume pod
     assert rules["pods/proxy"] == {"get", "create", "delete"}
     for resource in ("configmaps", "secrets", "services", "poddisruptionbudgets.policy"):
         assert rules[resource] == {"get", "create", "patch"}, resource
     assert rules["statefulsets.apps"] == {"get", "create", "patch", "delete"}
     assert rules["events"] == {"create"}
-    for kind in ("caxtonclusters", "caxtonagents"):
+    for kind in ("caxtonclusters", "caxtonagents", "caxtonbackups"):
         assert rules[f"{kind}.caxton.dev"] == {"get", "list", "watch", "patch"}
     # It creates a CaxtonUpgrade when someone edits cxc.spec.version, so that edit goes through the roller.
     assert rules["caxtonupgrades.caxton.dev"] == {"get", "list", "watch", "patch", "create"}
-    for kind in ("caxtonclusters", "caxtonagents", "caxtonupgrades"):
+    for kind in ("caxtonclusters", "caxtonagents", "caxtonupgrades", "caxtonbackups"):
         assert rules[f"{kind}.caxton.dev/status"] == {"get", "patch"}
     assert rules["customresourcedefinitions.apiextensions.k8s.io"] == {"list", "watch"}
     assert rules["namespaces"] == {"list", "watch"}

@@ -28,12 +28,14 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
+from caxton_node import integrity as state_integrity
 from caxton_node import security
 from caxton_node.agents.module_format import not_wasm
 from caxton_node.api import models
 from caxton_node.api.dump_paths import DumpForbidden, dump_target, prepare
 from caxton_node.api.edge import ApiError, Edge, EdgeJSONResponse, EdgeRoute
 from caxton_node.api.tokens import TokenSet
+from caxton_node.backup import snapshot
 from caxton_node.config import parse_duration, parse_size
 from caxton_node.limits import BATCH_BODY_BYTES, BATCH_MESSAGES_MAX, check_deadline, check_memory
 from caxton_node.messages import Message, MessageError, MessageTooLarge, decode_batch, decode_message
@@ -460,6 +462,26 @@ def create_app(node: Node, tokens: TokenSet | str | None) -> Edge:
         """What this node trusts and presents, by fingerprint and id only (never keys or tokens):
         the operator confirms each rotation phase from it; `cert-status` reads expiry from it."""
         return security.report(node, tokens)
+
+    @app.post("/v1/hibernate", responses=_errors())
+    def hibernate() -> dict[str, Any]:
+        """The cluster is about to stop as a whole (`cluster stop --all`): a drain (the preStop
+        hook) keeps the queues, which are durable and come back when the node starts again."""
+        node.hibernating = True
+        return {"node": node.id, "hibernating": True}
+
+    @app.get("/v1/state/integrity", responses=_errors())
+    def integrity() -> dict[str, Any]:
+        """SQLite's integrity check of the state on disk and each module against its sha256."""
+        return state_integrity.check(node)
+
+    @app.get("/v1/backup/snapshot", response_class=Response, responses={
+        **_errors(), 200: {"description": "a tar: caxton.db (SQLite online backup), agents.json, messages.json, "
+                                          "node.json and modules/<sha256>.wasm, all of one instant",
+                           "content": {"application/x-tar": {}}}})
+    def backup_snapshot() -> Response:
+        """A consistent online snapshot of this node's state, for `CaxtonBackup` (docs/backup.md)."""
+        return Response(snapshot.take(node), media_type="application/x-tar")
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return Edge(app, tokens=tokens, body_limits={

@@ -30,6 +30,7 @@ from caxton_operator.upgrade.versions import normalize, version_key
 
 GROUP, VERSION, PLURAL = "caxton.dev", "v1alpha1", "caxtonclusters"
 PAUSE_ANNOTATION = "caxton.dev/pause-reconciliation"
+HIBERNATION_ANNOTATION = "caxton.dev/hibernation"  # "on": no pods, volumes and status kept
 STATUS_INTERVAL = 2.0  # seconds between looks at a cluster
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="apply")
 # Plain GETs started from inside _POOL tasks: a pool of their own, so no task waits on its own pool.
@@ -40,6 +41,10 @@ MEMBER_EVENT_REASONS = {"alive": "MemberAlive", "suspect": "MemberSuspect", "fai
 
 def is_paused(metadata: Any) -> bool:
     return (metadata.get("annotations") or {}).get(PAUSE_ANNOTATION, "") in ("true", "True", "1")
+
+
+def is_hibernated(metadata: Any) -> bool:
+    return (metadata.get("annotations") or {}).get(HIBERNATION_ANNOTATION, "") == "on"
 
 
 def cluster_path(namespace: str, name: str) -> str:
@@ -165,7 +170,8 @@ def _apply_workload(body: kopf.Body, spec: CaxtonClusterSpec, names: Names,
     owner, namespace, name = dict(body), names.namespace, names.cluster
     sts = kubeapi.get(_sts_path(names))
     current = int(sts["spec"]["replicas"]) if sts else 0
-    if sts is not None and current > spec.replicas:
+    hibernated = is_hibernated(body.metadata)
+    if sts is not None and current > spec.replicas and not hibernated:
         leaving = [names.pod(i) for i in range(spec.replicas, current)]
         kopf.event(body, type="Normal", reason="ScalingDown",
                    message=f"moving the agents of {', '.join(leaving)} before removing them")
@@ -175,10 +181,18 @@ def _apply_workload(body: kopf.Body, spec: CaxtonClusterSpec, names: Names,
             raise kopf.TemporaryError(f"scale-down waits: {err}", delay=5) from None
         kopf.event(body, type="Normal", reason="AgentsMoved",
                    message=f"moved {len(moves)} agent(s) off {', '.join(leaving)}")
-    elif sts is not None and current < spec.replicas:
+    elif sts is not None and current > 0 and hibernated:
+        # Each node's preStop drain keeps its queues instead of dead-lettering what is left.
+        api = NodeApi(names)
+        for pod in [names.pod(i) for i in range(current)]:
+            try:
+                api.call(pod, "POST", "/v1/hibernate", timeout=5.0)
+            except NodeUnavailable as err:
+                logger.warning("hibernating %s: %s", pod, err)
+    elif sts is not None and current < spec.replicas and not hibernated:
         kopf.event(body, type="Normal", reason="ScalingUp", message=f"{current} -> {spec.replicas} nodes")
     rollout = workload.Rollout.of(sts) if sts is not None else workload.Rollout(spec.version)
-    desired = workload.statefulset(spec, names, rollout)
+    desired = workload.statefulset(spec, names, rollout, hibernated=hibernated)
     changed = sts is not None and workload.template_changed(sts, desired)
     if changed:
         holder = marks.annotations_of(body).get(marks.UPGRADE, "")
@@ -187,7 +201,7 @@ def _apply_workload(body: kopf.Body, spec: CaxtonClusterSpec, names: Names,
             raise kopf.TemporaryError(f"the pod template change waits for CaxtonUpgrade {holder} to finish",
                                       delay=15)
         desired = workload.statefulset(spec, names, dataclasses.replace(
-            rollout, partition=max(rollout.partition, spec.replicas)))
+            rollout, partition=max(rollout.partition, spec.replicas)), hibernated=hibernated)
     kubeapi.apply(kubeapi.owned(desired, owner))
     if sts is None:
         kopf.event(body, type="Normal", reason="Provisioning",
@@ -412,6 +426,10 @@ def observe(**kwargs: Any) -> None:
                    else "the operator applies spec changes")
     was_running = previous.get("phase") not in (None, "Provisioning")
     phase = "Paused" if paused else "Running" if healthy else "Degraded" if was_running else "Provisioning"
+    if is_hibernated(body.metadata):  # stopped on purpose: not degraded; the last members seen are kept
+        phase = "Hibernated" if not ready and not (sts or {}).get("status", {}).get("replicas") else "Hibernating"
+        members = previous.get("members") or []
+        conditions.set("Ready", False, "Hibernated", f"{HIBERNATION_ANNOTATION} is on: no pods run, volumes kept")
 
     patch.status["readyReplicas"] = ready
     patch.status["selector"] = ",".join(f"{k}={v}" for k, v in names.selector.items())

@@ -26,6 +26,7 @@ RESTART_ANNOTATION = "caxton.dev/restarted-by"
 # when it changes, the nodes need a restart, and the roller (drain, gates) does it, not the
 # StatefulSet controller.
 TEMPLATE_HASH = "caxton.dev/template-hash"
+BACKUP_MOUNT = "/var/lib/caxton-backup"  # where a pvc:// backup's claim is mounted for a restore
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,10 @@ def pod_disruption_budget(spec: CaxtonClusterSpec, names: Names) -> Obj:
             "spec": {"minAvailable": spec.replicas // 2 + 1, "selector": {"matchLabels": names.selector}}}
 
 
-def statefulset(spec: CaxtonClusterSpec, names: Names, rollout: Rollout | None = None) -> Obj:
+def statefulset(spec: CaxtonClusterSpec, names: Names, rollout: Rollout | None = None, *,
+                hibernated: bool = False) -> Obj:
+    """`hibernated` (`kubectl caxton cluster stop --all`): no pods, every volume kept (scaling
+    to zero must not delete the claims, as a scale-down does), brought back as they were."""
     rollout = rollout or Rollout(spec.version)
     config_hash = restart_hash(spec, names)
     annotations = {"caxton.dev/config-hash": config_hash}
@@ -133,28 +137,36 @@ def statefulset(spec: CaxtonClusterSpec, names: Names, rollout: Rollout | None =
     }
     if resources:
         container["resources"] = resources
+    pod_spec: Obj = {
+        "terminationGracePeriodSeconds": 30,
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100,
+            "podAffinityTerm": {"labelSelector": {"matchLabels": names.selector},
+                                "topologyKey": "kubernetes.io/hostname"},
+        }]}},
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if spec.bootstrap is not None and spec.bootstrap.from_backup is not None:
+        pod_spec["initContainers"] = [restore_container(spec, f"{spec.image}:{rollout.version}")]
+        claim = spec.bootstrap.from_backup.destination.path.removeprefix("pvc://")
+        if claim != spec.bootstrap.from_backup.destination.path:
+            volumes.append({"name": "backup", "persistentVolumeClaim": {"claimName": claim.split("/")[0],
+                                                                         "readOnly": True}})
     sts: Obj = {
         "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(names, names.statefulset),
         "spec": {
             "serviceName": names.peers_service,
-            "replicas": spec.replicas,
+            "replicas": 0 if hibernated else spec.replicas,
             "podManagementPolicy": "Parallel",  # members join in any order; gossip sorts it out
             # A removed ordinal's agents were moved first; its volume must not haunt a later scale-up.
-            "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete", "whenDeleted": "Delete"},
+            "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Retain" if hibernated else "Delete",
+                                                     "whenDeleted": "Delete"},
             "selector": {"matchLabels": names.selector},
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": rollout.partition}},
             "template": {
                 "metadata": {"labels": dict(names.labels), "annotations": annotations},
-                "spec": {
-                    "terminationGracePeriodSeconds": 30,
-                    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-                        "weight": 100,
-                        "podAffinityTerm": {"labelSelector": {"matchLabels": names.selector},
-                                            "topologyKey": "kubernetes.io/hostname"},
-                    }]}},
-                    "containers": [container],
-                    "volumes": volumes,
-                },
+                "spec": pod_spec,
             },
             "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": dict(names.labels)}, "spec": storage}],
         },
@@ -167,7 +179,8 @@ def statefulset(spec: CaxtonClusterSpec, names: Names, rollout: Rollout | None =
 def _template_hash(template: Obj, image: str) -> str:
     bare = json.loads(json.dumps(template))
     bare["metadata"]["annotations"].pop(RESTART_ANNOTATION, None)
-    bare["spec"]["containers"][0]["image"] = image
+    for container in bare["spec"]["containers"] + bare["spec"].get("initContainers", []):
+        container["image"] = image  # the tag is the version: the roller's business
     return hashlib.sha256(json.dumps(bare, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -177,3 +190,27 @@ def template_changed(current: Obj, desired: Obj) -> bool:
     def of(sts: Obj) -> str:
         return str(((sts["spec"]["template"].get("metadata") or {}).get("annotations") or {}).get(TEMPLATE_HASH, ""))
     return of(current) != of(desired)
+
+
+def restore_container(spec: CaxtonClusterSpec, image: str) -> Obj:
+    """`spec.bootstrap.fromBackup`: before its node starts, each pod restores its ordinal's state
+    from the backup into its empty volume, after verifying every object of the backup. A pod
+    already restored (a restart) is left as it is; a damaged backup keeps the pod in Init."""
+    source = spec.bootstrap.from_backup if spec.bootstrap else None
+    assert source is not None
+    dest = source.destination
+    args = ["caxton", "backup", "restore", "--id", source.id, "--target", DATA_DIR, "--destination", dest.path,
+            "--replicas", str(spec.replicas), "--pod", "$(POD_NAME)"]
+    env: list[Obj] = [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    if dest.endpoint:
+        args += ["--endpoint", dest.endpoint, "--region", dest.region]
+    if dest.s3_credentials is not None:
+        ref = dest.s3_credentials
+        env += [{"name": variable, "valueFrom": {"secretKeyRef": {"name": ref.secret_name, "key": key}}}
+                for variable, key in (("AWS_ACCESS_KEY_ID", ref.access_key_id_key),
+                                      ("AWS_SECRET_ACCESS_KEY", ref.secret_access_key_key))]
+    mounts: list[Obj] = [{"name": "data", "mountPath": DATA_DIR}]
+    if dest.path.startswith("pvc://"):
+        args += ["--mount", BACKUP_MOUNT]
+        mounts.append({"name": "backup", "mountPath": BACKUP_MOUNT, "readOnly": True})
+    return {"name": "restore", "image": image, "command": args, "env": env, "volumeMounts": mounts}

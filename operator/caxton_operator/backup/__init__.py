@@ -1,0 +1,1 @@
+"""CaxtonBackup: the pure planner of a backup run."""
