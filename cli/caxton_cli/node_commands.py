@@ -187,6 +187,13 @@ def memory_stats(args: argparse.Namespace) -> None:
 
 
 def trace(args: argparse.Namespace) -> None:
+    if args.error_cascade:
+        from caxton_cli.incident import error_cascade
+
+        error_cascade(args)
+        return
+    if not args.conversation_id:
+        raise CommandError("trace needs --conversation-id ID or --error-cascade", exit_code=2)
     result = client_from_args(args).call("GET", f"/v1/conversations/{args.conversation_id}")
     emit(result, args.output, headers=("TIME(ms)", "PERFORMATIVE", "FROM", "TO", "ID", "IN-REPLY-TO"), rows=[
         (m["ts_ms"], m["performative"], m["sender"], m["receiver"], m["id"], m.get("in_reply_to") or "-")
@@ -205,9 +212,25 @@ def emergency_stop(args: argparse.Namespace) -> None:
 
 
 def circuit_breaker(args: argparse.Namespace) -> None:
-    result = client_from_args(args).call("POST", f"/v1/circuit-breaker/{args.verb}")
-    emit(result, args.output, text="circuit breaker " + ("ACTIVE: delivery paused" if result["circuit_open"]
-                                                          else "reset: delivery resumed"))
+    """On every node (plugin mode; --node for one): a storm is not confined to one node."""
+    body = None
+    if args.verb == "reset" and args.gradual:
+        body = {"gradual": True, "duration": args.duration}
+    elif args.verb == "reset" and args.duration:
+        raise CommandError("--duration goes with --gradual", exit_code=2)
+    answers = ask_every_node(args, lambda c: c.call("POST", f"/v1/circuit-breaker/{args.verb}", json=body))
+    results = [{"node": a.node, **a.result} for a in answers if a.error is None]
+    lines = []
+    for r in results:
+        if r["circuit_open"]:
+            lines.append(f"{r['node']}: circuit breaker ACTIVE: delivery paused")
+        elif r.get("rampSeconds"):
+            lines.append(f"{r['node']}: circuit breaker reset gradually: admission ramps from "
+                         f"{r['rampFrom']}/s to full over {r['rampSeconds']:g}s")
+        else:
+            lines.append(f"{r['node']}: circuit breaker reset: delivery resumed")
+    emit(results, args.output, text="\n".join(lines))
+    _report_unreachable(answers)
 
 
 def send(args: argparse.Namespace) -> None:

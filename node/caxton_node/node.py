@@ -28,6 +28,7 @@ from caxton_node.limits import AGENT_ID_PATTERN, check_deadline, check_fuel, che
 from caxton_node.messages import Message
 from caxton_node.metrics import NodeMetrics
 from caxton_node.peers.forwarder import Forwarder
+from caxton_node.ramp import AdmissionRamp
 from caxton_node.routing.router import AgentSlot, QueueFull, Router, UnknownReceiver
 from caxton_node.store import AgentRecord, Store
 from caxton_node.system import memory_available_bytes, rss_bytes
@@ -67,6 +68,7 @@ class Node:
                                  max_message_bytes=config.agents.max_message_bytes)
         self.router = Router(self.store, self.metrics, max_message_bytes=config.agents.max_message_bytes,
                              at_most_once=config.agents.delivery == "at-most-once")
+        self.ramp = AdmissionRamp()  # a gradual circuit-breaker reset (ramp.py)
         self.read_only_reason = ""  # set by partition handling on the minority side
         self.membership: Membership | None = None  # set when the node gossips with peers
         self._formed = False  # seen bootstrap_expect members once: from then on membership sets the quorum
@@ -373,6 +375,10 @@ class Node:
         running = sum(1 for s in slots if not s.suspended)
         m.agents.labels("running").set(running)
         m.agents.labels("suspended").set(len(slots) - running)
+        rate = self.ramp.rate()
+        m.breaker_open.set(1 if self.router.circuit_open else 0)
+        m.breaker_admitted_rate.set(0 if self.router.circuit_open else (-1 if rate is None else rate))
+        m.breaker_ramp.set(0 if self.router.circuit_open else self.ramp.fraction())
 
     def members(self) -> list[dict[str, Any]]:
         if self.membership is None:
