@@ -253,9 +253,15 @@ def _emergency(tree: Tree, sub: Parsers) -> None:
     emergency = tree.group(sub, "emergency", help="emergency procedures")
     stop = tree.verb(emergency, "stop", run="caxton_cli.node_commands:emergency_stop",
                      help="suspend every agent now",
-                     examples=["emergency stop --all-agents",
+                     examples=["emergency stop --all-agents", "# every node\nemergency stop --cluster",
                                "emergency stop --preserve-state --dump-to /backup/emergency/"])
     stop.add_argument("--all-agents", action="store_true", help="(default) every agent on the node")
+    # The runbook's bare `--cluster`: every node. In the plugin `--cluster NAME` still names the
+    # CaxtonCluster (and the plugin stops every node anyway, unless --node).
+    stop.add_argument("--cluster", nargs="?", const="*", default=argparse.SUPPRESS if tree.kubectl else None,
+                      metavar="NAME" if tree.kubectl else None,
+                      help=("the CaxtonCluster; alone: every node (the default here)" if tree.kubectl
+                            else "every member of the cluster, not only this node"))
     stop.add_argument("--preserve-state", action="store_true")
     stop.add_argument("--dump-to", help="directory for a state snapshot, inside the node's dump root "
                       "(node.dump_dir, default <data_dir>/dumps); relative paths are taken under it")
@@ -290,7 +296,8 @@ def _server(tree: Tree, sub: Parsers) -> None:
     parser = tree.verb(server, "start", run="caxton_cli.server:start", help="start a node with a config file",
                        connects=False, examples=["server start --bootstrap --config /etc/caxton/config.yaml",
                                                  "server start --join node-1:7946 --config /etc/caxton/config.yaml"])
-    parser.add_argument("--config", required=True, help="node configuration (YAML, runbook keys)")
+    parser.add_argument("--config", default="/etc/caxton/config.yaml",
+                        help="node configuration (YAML, runbook keys; default /etc/caxton/config.yaml)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--bootstrap", action="store_true", help="start a new cluster (the seed node)")
     mode.add_argument("--join", action="append", metavar="HOST:7946", help="join through this peer")

@@ -76,6 +76,10 @@ class NodeMetrics:
                                          "Agent log lines over the per-message or per-second limit", registry=r)
         self.dispatch_workers = Gauge("caxton_dispatch_workers", "Dispatcher workers, running or stalled in a "
                                       "long message", ["state"], registry=r)
+        self.read_only = Gauge("caxton_cluster_read_only",
+                               "1 while this node is on the minority side of a partition (read-only)", registry=r)
+        self.certificate_expiry = Gauge("caxton_tls_certificate_expiry_timestamp_seconds",
+                                        "When the node's mTLS certificate expires (Unix time)", registry=r)
         self.breaker_open = Gauge("caxton_circuit_breaker_open", "1 while the circuit breaker pauses delivery",
                                   registry=r)
         self.breaker_admitted_rate = Gauge(
