@@ -363,33 +363,32 @@ def test_profile_and_error_cascade(release: ClusterUnderTest, ns: str) -> None:
     assert cascade.returncode == 0 and "No error cascade in the last 5m" in cascade.stdout, cascade
 
 
-def _prometheus_config(cluster: ClusterUnderTest, ns: str, rules: Path) -> dict[str, Any]:
-    """The pod-annotation discovery docs/prometheus.md documents, limited to the test namespace."""
+def annotated_targets(cluster: ClusterUnderTest, ns: str) -> list[dict[str, Any]]:
+    """What docs/prometheus.md's pod discovery and relabelling make of the namespace's pods:
+    Debian's prometheus is built without kubernetes_sd, so the test applies the same rules to
+    the pods it reads and hands Prometheus the result as a file_sd target list."""
+    targets = []
+    for pod in kubectl_json(cluster, "get", "pods", "-n", ns)["items"]:
+        notes = pod["metadata"].get("annotations") or {}
+        if notes.get("prometheus.io/scrape") != "true" or not pod["status"].get("podIP"):
+            continue
+        targets.append({"targets": [f"{pod['status']['podIP']}:{notes['prometheus.io/port']}"],
+                        "labels": {"instance": pod["metadata"]["name"], "namespace": ns,
+                                   "__metrics_path__": notes.get("prometheus.io/path", "/metrics")}})
+    return targets
+
+
+def _prometheus_config(targets: Path, rules: Path) -> dict[str, Any]:
     return {
         "global": {"scrape_interval": "2s", "scrape_timeout": "1s", "evaluation_interval": "2s"},
         "rule_files": [str(rules)],
-        "scrape_configs": [{
-            "job_name": "caxton-nodes",
-            "kubernetes_sd_configs": [{"role": "pod", "kubeconfig_file": str(cluster.kubeconfig),
-                                       "namespaces": {"names": [ns]}}],
-            "relabel_configs": [
-                {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"], "action": "keep",
-                 "regex": "true"},
-                {"source_labels": ["__address__", "__meta_kubernetes_pod_annotation_prometheus_io_port"],
-                 "action": "replace", "regex": "([^:]+)(?::\\d+)?;(\\d+)", "replacement": "$1:$2",
-                 "target_label": "__address__"},
-                {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"], "action": "replace",
-                 "regex": "(.+)", "target_label": "__metrics_path__"},
-                {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "instance"},
-                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-            ],
-        }],
+        "scrape_configs": [{"job_name": "caxton-nodes", "file_sd_configs": [{"files": [str(targets)]}]}],
     }
 
 
 def test_prometheus_scrapes_every_node_and_fires_node_down(release: ClusterUnderTest, ns: str,
                                                            tmp_path: Path) -> None:
-    """Debian's prometheus finds the nodes by their pod annotations, answers
+    """Debian's prometheus scrapes the nodes its pod annotations name, answers
     caxton_cluster_nodes_alive over its HTTP API, and fires CaxtonNodeDown for a frozen node.
     The rules are the chart's, with each `for:` hold cut to 4 s so the test does not sit out a
     minute (promtool's unit tests cover the holds)."""
@@ -403,7 +402,11 @@ def test_prometheus_scrapes_every_node_and_fires_node_down(release: ClusterUnder
         for rule in group["rules"]:
             rule["for"] = "4s"
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
-    (tmp_path / "prometheus.yaml").write_text(yaml.safe_dump(_prometheus_config(release, ns, tmp_path / "rules.yaml")))
+    targets = annotated_targets(release, ns)
+    assert [t["labels"]["instance"] for t in targets] == NODES, "every node pod is annotated for scraping"
+    (tmp_path / "targets.json").write_text(json.dumps(targets))
+    (tmp_path / "prometheus.yaml").write_text(yaml.safe_dump(_prometheus_config(tmp_path / "targets.json",
+                                                                                tmp_path / "rules.yaml")))
     port = free_port()
     server = subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'prometheus.yaml'}",
                                f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
@@ -442,7 +445,16 @@ def test_prometheus_scrapes_every_node_and_fires_node_down(release: ClusterUnder
 
 # --- the runbook walk --------------------------------------------------------------------------
 
-RUNBOOK = Path(os.environ.get("CAXTON_RUNBOOK", ROOT.parent.parent / "shared" / "OPERATIONS-RUNBOOK.md"))
+def _runbook() -> Path:
+    """The operations runbook: $CAXTON_RUNBOOK, else the shared one beside the checkout
+    (../shared/ of any parent), else the copy in docs/."""
+    if os.environ.get("CAXTON_RUNBOOK"):
+        return Path(os.environ["CAXTON_RUNBOOK"])
+    shared = [p / "shared" / "OPERATIONS-RUNBOOK.md" for p in ROOT.parents]
+    return next((p for p in shared if p.is_file()), ROOT / "docs" / "OPERATIONS-RUNBOOK.md")
+
+
+RUNBOOK = _runbook()
 # Verbs other engineers are adding; the lead empties this list as their branches merge. A verb on
 # it that starts parsing fails the walk, so the list cannot outlive the work it waits for.
 PENDING = {
