@@ -76,6 +76,11 @@ def performance(args: argparse.Namespace) -> None:
 
 
 def detect_partition(args: argparse.Namespace) -> None:
+    if args.resolve_strategy:  # every node's view, then the plan (manual) or the resolution (auto)
+        from caxton_cli.incident import resolve_strategy
+
+        resolve_strategy(args)
+        return
     view: dict[str, Any] = client_from_args(args).call("GET", "/v1/cluster/partition")
     if not view["partitioned"]:
         emit(view, args.output, text=f"No partition: all {len(view['reachable'])} members reachable from "

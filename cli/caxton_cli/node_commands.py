@@ -188,6 +188,13 @@ def memory_stats(args: argparse.Namespace) -> None:
 
 
 def trace(args: argparse.Namespace) -> None:
+    if args.error_cascade:
+        from caxton_cli.incident import error_cascade
+
+        error_cascade(args)
+        return
+    if not args.conversation_id:
+        raise CommandError("trace needs --conversation-id ID or --error-cascade", exit_code=2)
     result = client_from_args(args).call("GET", f"/v1/conversations/{args.conversation_id}")
     emit(result, args.output, headers=("TIME(ms)", "PERFORMATIVE", "FROM", "TO", "ID", "IN-REPLY-TO"), rows=[
         (m["ts_ms"], m["performative"], m["sender"], m["receiver"], m["id"], m.get("in_reply_to") or "-")
@@ -196,19 +203,75 @@ def trace(args: argparse.Namespace) -> None:
 
 
 def emergency_stop(args: argparse.Namespace) -> None:
+    """Suspends every agent: in the plugin on every node (or --node); directly on this node,
+    or with a bare --cluster on every member the node knows (through their APIs)."""
     if args.preserve_state and not args.dump_to:
         raise CommandError("--preserve-state needs --dump-to DIR")
-    result = client_from_args(args).call("POST", "/v1/emergency/stop", json={"dump_to": args.dump_to})
-    text = f"emergency stop on {result['node']}: suspended {len(result['suspended'])} agent(s)"
-    if result.get("dumpedTo"):
-        text += f"; state dumped to {result['dumpedTo']}"
-    emit(result, args.output, text=text)
+    every = getattr(args, "cluster", None) == "*"
+    if every:
+        args.cluster = None
+
+    def stop(client: Any) -> Any:
+        return client.call("POST", "/v1/emergency/stop", json={"dump_to": args.dump_to})
+
+    if _cluster_wide(args):
+        answers = ask_every_node(args, stop)
+    elif every:
+        answers = _every_member(args, stop)
+    else:
+        answers = [Answer(args.api, result=stop(client_from_args(args)))]
+    lines = []
+    for a in answers:
+        if a.error is not None:
+            continue
+        r = a.result
+        lines.append(f"emergency stop on {r['node']}: suspended {len(r['suspended'])} agent(s)"
+                     + (f"; state dumped to {r['dumpedTo']}" if r.get("dumpedTo") else ""))
+    results = [a.result for a in answers if a.error is None]
+    emit(results if len(answers) > 1 or every else results[0], args.output, text="\n".join(lines))
+    _report_unreachable(answers)
+
+
+def _every_member(args: argparse.Namespace, ask: Any) -> list[Answer]:
+    """Direct mode: every member's API as the node's membership lists it, with the same token."""
+    from caxton_cli.client import NodeClient, _direct
+
+    first = _direct(args)
+    token = first._http.headers.get("Authorization", "").removeprefix("Bearer ") or None
+    answers = []
+    members = first.call("GET", "/v1/cluster/members")
+    for member in members:
+        api = member.get("api") or (args.api if len(members) == 1 else "")  # a lone node: this one
+        if not api:
+            answers.append(Answer(member["id"], error=CommandError(f"{member['id']} publishes no API address")))
+            continue
+        try:
+            answers.append(Answer(member["id"], result=ask(NodeClient(api, token))))
+        except CommandError as err:
+            answers.append(Answer(member["id"], error=err))
+    return answers
 
 
 def circuit_breaker(args: argparse.Namespace) -> None:
-    result = client_from_args(args).call("POST", f"/v1/circuit-breaker/{args.verb}")
-    emit(result, args.output, text="circuit breaker " + ("ACTIVE: delivery paused" if result["circuit_open"]
-                                                          else "reset: delivery resumed"))
+    """On every node (plugin mode; --node for one): a storm is not confined to one node."""
+    body = None
+    if args.verb == "reset" and args.gradual:
+        body = {"gradual": True, "duration": args.duration}
+    elif args.verb == "reset" and args.duration:
+        raise CommandError("--duration goes with --gradual", exit_code=2)
+    answers = ask_every_node(args, lambda c: c.call("POST", f"/v1/circuit-breaker/{args.verb}", json=body))
+    results = [{"node": a.node, **a.result} for a in answers if a.error is None]
+    lines = []
+    for r in results:
+        if r["circuit_open"]:
+            lines.append(f"{r['node']}: circuit breaker ACTIVE: delivery paused")
+        elif r.get("rampSeconds"):
+            lines.append(f"{r['node']}: circuit breaker reset gradually: admission ramps from "
+                         f"{r['rampFrom']}/s to full over {r['rampSeconds']:g}s")
+        else:
+            lines.append(f"{r['node']}: circuit breaker reset: delivery resumed")
+    emit(results, args.output, text="\n".join(lines))
+    _report_unreachable(answers)
 
 
 def send(args: argparse.Namespace) -> None:

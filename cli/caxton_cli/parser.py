@@ -25,7 +25,7 @@ def build(prog: str) -> argparse.ArgumentParser:
     parser.set_defaults(front_door=tree.mode)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for noun in (_cluster, _agents, _queue, _memory, _trace, _emergency, _circuit_breaker, _send, _resources,
-                 _backup):
+                 _backup, _incident):
         noun(tree, sub)
     if not tree.kubectl:  # these act on this machine, not on a CaxtonCluster
         _server(tree, sub)
@@ -66,7 +66,13 @@ def _cluster(tree: Tree, sub: Parsers) -> None:
               examples=["cluster performance"])
     tree.verb(cluster, "detect-partition", run=f"{run}:detect_partition",
               help="is the cluster partitioned, and which side is this node on",
-              examples=["cluster detect-partition", "cluster detect-partition -o json"])
+              examples=["cluster detect-partition", "cluster detect-partition -o json",
+                        "# every node's view and the plan to resolve (exit 3 if partitioned)\n"
+                        "cluster detect-partition --resolve-strategy manual",
+                        "# resolve for the majority at once\ncluster detect-partition --resolve-strategy auto"]
+              ).add_argument("--resolve-strategy", choices=("manual", "auto"),
+                             help="manual: print the plan; auto: resolve for the majority side now")
+    _partition_verbs(tree, cluster)
     tree.verb(cluster, "ping", run=f"{run}:ping", help="reach a member's API",
               examples=["cluster ping demo-2" if tree.kubectl else "cluster ping node-3"]
               ).add_argument("member", metavar="NODE", help="the member to reach")
@@ -140,6 +146,19 @@ def _resources(tree: Tree, sub: Parsers) -> None:
               help="NODE CPU MEMORY AGENTS per node, from the nodes' own measurements"
                    + (" (every node)" if tree.kubectl else ""),
               examples=["resources", "resources -o json"])
+
+
+def _partition_verbs(tree: Tree, cluster: Parsers) -> None:
+    run = "caxton_cli.incident"
+    tree.verb(cluster, "compare-state", run=f"{run}:compare_state",
+              help="what each side of a partition holds that the other lacks",
+              examples=["cluster compare-state", "cluster compare-state -o json"])
+    resolve = tree.verb(cluster, "resolve-partition", run=f"{run}:resolve_partition",
+                        help="resolve a partition for one side: the other side's queued writes become dead "
+                        "letters (reason partition_resolved) instead of being replayed at the heal",
+                        examples=["cluster resolve-partition --prefer majority",
+                                  "cluster resolve-partition --prefer minority -o json"])
+    resolve.add_argument("--prefer", choices=("majority", "minority"), required=True)
 
 
 def _upgrade(tree: Tree, cluster: Parsers) -> None:
@@ -256,17 +275,57 @@ def _memory(tree: Tree, sub: Parsers) -> None:
 
 
 def _trace(tree: Tree, sub: Parsers) -> None:
-    tree.verb(sub, "trace", run="caxton_cli.node_commands:trace", help="the messages of a conversation",
-              examples=["trace --conversation-id abc-123"]).add_argument("--conversation-id", required=True)
+    trace = tree.verb(sub, "trace", run="caxton_cli.node_commands:trace",
+                      help="the messages of a conversation, or the error cascades of a time window",
+                      examples=["trace --conversation-id abc-123",
+                                "# conversations whose failures spread across agents, first failure named\n"
+                                "trace --error-cascade --last 5m"])
+    trace.add_argument("--conversation-id")
+    trace.add_argument("--error-cascade", action="store_true", help="find failures that spread agent to agent")
+    trace.add_argument("--last", default="5m", help="with --error-cascade: the window (default 5m)")
+
+
+def _incident(tree: Tree, sub: Parsers) -> None:
+    """profile, debug dump, analyze messages, config diff: the runbook's debug commands."""
+    run = "caxton_cli.incident"
+    prof = tree.verb(sub, "profile", run=f"{run}:profile", help="an agent's handling over a window, on every "
+                     "node that runs it: messages, rate, failures, latency, memory",
+                     examples=["profile --agent processor-1 --duration 60s"])
+    prof.add_argument("--agent", required=True)
+    prof.add_argument("--duration", default="60s", help="the window (default 60s)")
+    debug = tree.group(sub, "debug", help="collect state for a bug report")
+    dump = tree.verb(debug, "dump", run="caxton_cli.debug_dump:dump",
+                     help="a .tar.gz of every node's config, status, members, agents, queue, metrics and logs "
+                     "(secrets redacted)", examples=["debug dump --output caxton-debug.tar.gz",
+                                                     "# one node only\ndebug dump --output demo-2.tar.gz --node demo-2"
+                                                     if tree.kubectl else "debug dump --output node.tar.gz -o json"])
+    dump.add_argument("--output", dest="archive", required=True, help="the .tar.gz to write")
+    analyze = tree.group(sub, "analyze", help="look for patterns")
+    messages = tree.verb(analyze, "messages", run=f"{run}:analyze_messages",
+                         help="failed messages matching a pattern, counted by agent, performative and error",
+                         examples=['analyze messages --pattern "timeout|error" --last 1h'])
+    messages.add_argument("--pattern", default=".", help="regular expression on the error and content")
+    messages.add_argument("--last", default="1h", help="the window (default 1h)")
+    config = tree.group(sub, "config", help="node configuration")
+    diff = tree.verb(config, "diff", run=f"{run}:config_diff",
+                     help="each node's running configuration against a file, by key (exit 3 on drift)",
+                     examples=["config diff --baseline /etc/caxton/config.yaml"])
+    diff.add_argument("--baseline", required=True, help="a node configuration file (YAML)")
 
 
 def _emergency(tree: Tree, sub: Parsers) -> None:
     emergency = tree.group(sub, "emergency", help="emergency procedures")
     stop = tree.verb(emergency, "stop", run="caxton_cli.node_commands:emergency_stop",
                      help="suspend every agent now",
-                     examples=["emergency stop --all-agents",
+                     examples=["emergency stop --all-agents", "# every node\nemergency stop --cluster",
                                "emergency stop --preserve-state --dump-to /backup/emergency/"])
     stop.add_argument("--all-agents", action="store_true", help="(default) every agent on the node")
+    # The runbook's bare `--cluster`: every node. In the plugin `--cluster NAME` still names the
+    # CaxtonCluster (and the plugin stops every node anyway, unless --node).
+    stop.add_argument("--cluster", nargs="?", const="*", default=argparse.SUPPRESS if tree.kubectl else None,
+                      metavar="NAME" if tree.kubectl else None,
+                      help=("the CaxtonCluster; alone: every node (the default here)" if tree.kubectl
+                            else "every member of the cluster, not only this node"))
     stop.add_argument("--preserve-state", action="store_true")
     stop.add_argument("--dump-to", help="directory for a state snapshot, inside the node's dump root "
                       "(node.dump_dir, default <data_dir>/dumps); relative paths are taken under it")
@@ -278,7 +337,12 @@ def _circuit_breaker(tree: Tree, sub: Parsers) -> None:
     tree.verb(breaker, "activate", run=run, help="pause delivery to every agent",
               examples=["circuit-breaker activate --all"]).add_argument(
         "--all", action="store_true", help="(default) every agent")
-    tree.verb(breaker, "reset", run=run, help="resume delivery", examples=["circuit-breaker reset"])
+    reset = tree.verb(breaker, "reset", run=run, help="resume delivery (at once, or ramping up)",
+                      examples=["circuit-breaker reset",
+                                "# admit a rising share of messages, full rate after 10 minutes\n"
+                                "circuit-breaker reset --gradual --duration 10m"])
+    reset.add_argument("--gradual", action="store_true", help="ramp the admitted rate up over --duration")
+    reset.add_argument("--duration", help="with --gradual: how long the ramp takes (default 10m)")
 
 
 def _send(tree: Tree, sub: Parsers) -> None:
@@ -365,7 +429,8 @@ def _server(tree: Tree, sub: Parsers) -> None:
     parser = tree.verb(server, "start", run="caxton_cli.server:start", help="start a node with a config file",
                        connects=False, examples=["server start --bootstrap --config /etc/caxton/config.yaml",
                                                  "server start --join node-1:7946 --config /etc/caxton/config.yaml"])
-    parser.add_argument("--config", required=True, help="node configuration (YAML, runbook keys)")
+    parser.add_argument("--config", default="/etc/caxton/config.yaml",
+                        help="node configuration (YAML, runbook keys; default /etc/caxton/config.yaml)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--bootstrap", action="store_true", help="start a new cluster (the seed node)")
     mode.add_argument("--join", action="append", metavar="HOST:7946", help="join through this peer")

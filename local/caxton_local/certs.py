@@ -50,6 +50,13 @@ def ensure_pki(layout: Layout) -> None:
             pki.issue(ca, cn, organizations=orgs, server=False).write(
                 d / f"{stem}.crt", d / f"{stem}.key"
             )
+    # The kubelet API: served on 127.0.0.1 (the Nodes' InternalIP), called by the apiserver.
+    if not (d / "kubelet-serving.crt").exists():
+        pki.issue(ca, "caxton-process-kubelet", dns_names=("localhost",), ip_addresses=("127.0.0.1",),
+                  client=False).write(d / "kubelet-serving.crt", d / "kubelet-serving.key")
+    if not (d / "apiserver-kubelet-client.crt").exists():
+        pki.issue(ca, "kube-apiserver-kubelet-client", organizations=("system:masters",), server=False).write(
+            d / "apiserver-kubelet-client.crt", d / "apiserver-kubelet-client.key")
     fp_paths = (d / "front-proxy-ca.crt", d / "front-proxy-ca.key")
     if not fp_paths[0].exists():
         pki.new_ca("caxton-local-front-proxy-ca").write(*fp_paths)

@@ -134,6 +134,11 @@ class ControlPlane:
                     *requestheader,
                     f"--proxy-client-cert-file={d / 'front-proxy-client.crt'}",
                     f"--proxy-client-key-file={d / 'front-proxy-client.key'}",
+                    # pods/log and exec go to the process kubelet's API on the Nodes' InternalIP.
+                    "--kubelet-preferred-address-types=InternalIP",
+                    f"--kubelet-certificate-authority={d / 'ca.crt'}",
+                    f"--kubelet-client-certificate={d / 'apiserver-kubelet-client.crt'}",
+                    f"--kubelet-client-key={d / 'apiserver-kubelet-client.key'}",
                     # Loopback endpoints are invalid, so the apiserver must not publish its own.
                     "--endpoint-reconciler-type=none",
                     "--allow-privileged=true",

@@ -35,6 +35,7 @@ class Ports:
     etcd_peer: int = field(default_factory=free_port)
     controller_manager: int = field(default_factory=free_port)
     scheduler: int = field(default_factory=free_port)
+    kubelet: int = field(default_factory=free_port)  # the kubelet API (container logs), on 127.0.0.1
 
 
 @dataclass

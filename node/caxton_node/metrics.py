@@ -76,6 +76,17 @@ class NodeMetrics:
                                          "Agent log lines over the per-message or per-second limit", registry=r)
         self.dispatch_workers = Gauge("caxton_dispatch_workers", "Dispatcher workers, running or stalled in a "
                                       "long message", ["state"], registry=r)
+        self.read_only = Gauge("caxton_cluster_read_only",
+                               "1 while this node is on the minority side of a partition (read-only)", registry=r)
+        self.certificate_expiry = Gauge("caxton_tls_certificate_expiry_timestamp_seconds",
+                                        "When the node's mTLS certificate expires (Unix time)", registry=r)
+        self.breaker_open = Gauge("caxton_circuit_breaker_open", "1 while the circuit breaker pauses delivery",
+                                  registry=r)
+        self.breaker_admitted_rate = Gauge(
+            "caxton_circuit_breaker_admitted_rate",
+            "New messages per second admitted during a gradual reset (-1: unlimited, 0: breaker active)", registry=r)
+        self.breaker_ramp = Gauge("caxton_circuit_breaker_ramp_ratio",
+                                  "How far a gradual reset has ramped (1: full rate)", registry=r)
         self.messages_routed = Counter("caxton_messages_routed", "Messages routed", ["destination"], registry=r)
         self.convergence_seconds = Gauge(
             "caxton_cluster_gossip_convergence_seconds", "Time the last membership change took to spread",

@@ -111,3 +111,14 @@ def test_server_start_refuses_a_bad_config_naming_the_key(tmp_path: Path) -> Non
     assert result.returncode == 2
     assert "clustering needs security.cluster.gossip_key_file" in result.stderr
     assert not (tmp_path / "data").exists()  # refused before touching anything
+
+
+def test_emergency_stop_cluster_without_a_value_stops_every_member(node_factory: NodeFactory,
+                                                                  agents: dict[str, bytes], tmp_path: Path) -> None:
+    """The runbook's bare `emergency stop --cluster`: on a lone node, that node."""
+    node = node_factory()
+    (tmp_path / "echo.wasm").write_bytes(agents["echo"])
+    caxton(node, "agents", "deploy", str(tmp_path / "echo.wasm"), "--id", "echo")
+    stopped = caxton(node, "emergency", "stop", "--cluster", "-o", "json")
+    assert stopped.returncode == 0, stopped.stderr
+    assert [r["suspended"] for r in json.loads(stopped.stdout)] == [["echo"]]

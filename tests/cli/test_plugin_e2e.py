@@ -8,10 +8,14 @@ The tests share one operator release and one three-node cluster, in file order.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -259,12 +263,270 @@ def test_node_flag_reaches_the_minority_side_of_a_partition(release: ClusterUnde
     assert "Queued writes: 1" in text, text
     majority = ok(kubectl_caxton(release, "cluster", "status", "--node", "demo-0", "-n", ns))
     assert "Status: HEALTHY (majority partition)" in majority
+    # The split-brain response of the runbook: detect with a plan, compare the sides.
+    detect = kubectl_caxton(release, "cluster", "detect-partition", "--resolve-strategy", "manual", "-n", ns)
+    assert detect.returncode == 3, detect.stderr
+    assert "Partition B: [demo-2] (minority)" in detect.stdout and "cluster compare-state" in detect.stdout
+    compare = json.loads(ok(kubectl_caxton(release, "cluster", "compare-state", "-n", ns, "-o", "json")))
+    assert compare["minority"]["nodes"] == ["demo-2"] and compare["minority"]["queuedWrites"] == 1
+    assert compare["majority"]["nodes"] == ["demo-0", "demo-1"] and compare["majority"]["queuedWrites"] == 0
     # Every node answers through the API server, so the cluster-wide view shows the split.
     verify = kubectl_caxton(release, "cluster", "verify", "-n", ns, "-o", "json")
     assert verify.returncode == 3, verify.stderr
     views: dict[str, Any] = {n["node"]: n for n in json.loads(verify.stdout)["nodes"]}
     assert set(views) == set(NODES)
     assert views["demo-2"]["consistent"] is False
+    # Resolved for the majority: the minority's queued write becomes a dead letter, not a replay.
+    resolved = json.loads(ok(kubectl_caxton(release, "cluster", "resolve-partition", "--prefer", "majority", "-n", ns,
+                                            "-o", "json")))
+    assert resolved["losing"] == ["demo-2"] and resolved["nodes"]["demo-2"]["deadLettered"] == 1
+    assert "Queued writes: 0" in ok(kubectl_caxton(release, "cluster", "status", "--node", "demo-2", "-n", ns))
+    found = json.loads(ok(kubectl_caxton(release, "analyze", "messages", "--pattern", "partition_resolved", "--last",
+                                         "1h", "--node", "demo-2", "-n", ns, "-o", "json")))
+    assert found["matched"] == 1 and found["byError"] == {"partition_resolved": 1}, found
     partition.heal()
     wait_for(lambda: "HEALTHY" in kubectl_caxton(release, "cluster", "status", "--node", "demo-2", "-n", ns).stdout,
              timeout=60, what="demo-2 to rejoin after the heal")
+
+
+def _secret_values(cluster: ClusterUnderTest, ns: str) -> dict[str, bytes]:
+    values = {}
+    for secret, key in (("demo-ca", "ca.key"), ("demo-gossip", "key"), ("demo-api-token", "token")):
+        data = cluster.kube.get(f"/api/v1/namespaces/{ns}/secrets/{secret}")["data"][key]
+        values[f"{secret}/{key}"] = base64.b64decode(data).strip()
+    return values
+
+
+def test_debug_dump_has_every_node_and_no_key_material(release: ClusterUnderTest, ns: str, tmp_path: Path) -> None:
+    archive = tmp_path / "debug.tar.gz"
+    ok(kubectl_caxton(release, "debug", "dump", "--output", str(archive), "-n", ns, timeout=180))
+    with tarfile.open(archive) as tar:
+        files = {m.name.split("/", 1)[1]: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    for node in NODES:  # the contents docs/debug-dump.md lists
+        for name in ("config.json", "status.json", "members.json", "partition.json", "agents.json", "queue.json",
+                     "memory.json", "dead-letters.json", "events.json", "metrics.txt", "log.txt"):
+            assert f"nodes/{node}/{name}" in files, sorted(files)
+    assert {"cluster/caxtoncluster.yaml", "cluster/caxtonagents.yaml", "cluster/pods.yaml", "cluster/events.yaml",
+            "MANIFEST.txt"} <= set(files)
+    assert b"caxton_cluster_nodes_alive" in files["nodes/demo-0/metrics.txt"]
+    assert files["nodes/demo-0/log.txt"].strip(), "the node's log came through kubectl logs' endpoint"
+    everything = b"\n".join(files.values())
+    for what, secret in _secret_values(release, ns).items():
+        assert len(secret) >= 16 and secret not in everything, f"{what} is in the dump"
+    assert b"PRIVATE KEY" not in everything
+
+
+def test_config_diff_names_each_drifted_key_per_node(release: ClusterUnderTest, ns: str, tmp_path: Path) -> None:
+    baseline = tmp_path / "config.yaml"
+    baseline.write_text("agents:\n  queue_capacity: 7\n")
+    drift = kubectl_caxton(release, "config", "diff", "--baseline", str(baseline), "-n", ns, "-o", "json")
+    assert drift.returncode == 3, drift.stderr
+    nodes = json.loads(drift.stdout)["nodes"]
+    assert set(nodes) == set(NODES)
+    for node in NODES:
+        assert {"key": "agents.queue_capacity", "baseline": 7, "running": 1024} in nodes[node]
+    baseline.write_text("agents:\n  no_such_key: 1\n")
+    bad = kubectl_caxton(release, "config", "diff", "--baseline", str(baseline), "-n", ns)
+    assert bad.returncode == 2 and "agents.no_such_key" in bad.stderr
+
+
+def _metric(release: ClusterUnderTest, ns: str, pod: str, name: str) -> float:
+    text = release.kube.raw("GET", f"/api/v1/namespaces/{ns}/pods/{pod}:9090/proxy/metrics").text
+    return float(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+def test_gradual_reset_ramps_the_admitted_rate_in_metrics(release: ClusterUnderTest, ns: str) -> None:
+    ok(kubectl_caxton(release, "circuit-breaker", "activate", "--all", "-n", ns))
+    assert all(_metric(release, ns, n, "caxton_circuit_breaker_open") == 1 for n in NODES)
+    out = ok(kubectl_caxton(release, "circuit-breaker", "reset", "--gradual", "--duration", "10m", "-n", ns))
+    assert out.count("reset gradually") == 3, out
+    first = _metric(release, ns, "demo-0", "caxton_circuit_breaker_admitted_rate")
+    assert 10 <= first < 10_000
+    wait_for(lambda: _metric(release, ns, "demo-0", "caxton_circuit_breaker_admitted_rate") > first, timeout=30,
+             what="the admitted rate to rise")
+    assert 0 < _metric(release, ns, "demo-0", "caxton_circuit_breaker_ramp_ratio") < 1
+    ok(kubectl_caxton(release, "circuit-breaker", "reset", "-n", ns))
+    assert all(_metric(release, ns, n, "caxton_circuit_breaker_admitted_rate") == -1 for n in NODES)
+
+
+def test_profile_and_error_cascade(release: ClusterUnderTest, ns: str) -> None:
+    placement = {p["replica"]: p["node"] for p in kubectl_json(release, "get", "cxa", "counter", "-n", ns)[
+        "status"]["placement"]}
+    replica = sorted(placement)[0]
+    profiles = json.loads(ok(kubectl_caxton(release, "profile", "--agent", replica, "--duration", "2s", "-n", ns,
+                                            "-o", "json")))
+    assert [(p["node"], p["agent"]) for p in profiles] == [(placement[replica], replica)]
+    assert profiles[0]["samples"] >= 2
+    missing = kubectl_caxton(release, "profile", "--agent", "nobody", "--duration", "1s", "-n", ns)
+    assert missing.returncode == 4 and "no node runs agent nobody" in missing.stderr
+    cascade = kubectl_caxton(release, "trace", "--error-cascade", "--last", "5m", "-n", ns)
+    assert cascade.returncode == 0 and "No error cascade in the last 5m" in cascade.stdout, cascade
+
+
+def annotated_targets(cluster: ClusterUnderTest, ns: str) -> list[dict[str, Any]]:
+    """What docs/prometheus.md's pod discovery and relabelling make of the namespace's pods:
+    Debian's prometheus is built without kubernetes_sd, so the test applies the same rules to
+    the pods it reads and hands Prometheus the result as a file_sd target list."""
+    targets = []
+    for pod in kubectl_json(cluster, "get", "pods", "-n", ns)["items"]:
+        notes = pod["metadata"].get("annotations") or {}
+        if notes.get("prometheus.io/scrape") != "true" or not pod["status"].get("podIP"):
+            continue
+        targets.append({"targets": [f"{pod['status']['podIP']}:{notes['prometheus.io/port']}"],
+                        "labels": {"instance": pod["metadata"]["name"], "namespace": ns,
+                                   "__metrics_path__": notes.get("prometheus.io/path", "/metrics")}})
+    return targets
+
+
+def _prometheus_config(targets: Path, rules: Path) -> dict[str, Any]:
+    return {
+        "global": {"scrape_interval": "2s", "scrape_timeout": "1s", "evaluation_interval": "2s"},
+        "rule_files": [str(rules)],
+        "scrape_configs": [{"job_name": "caxton-nodes", "file_sd_configs": [{"files": [str(targets)]}]}],
+    }
+
+
+def test_prometheus_scrapes_every_node_and_fires_node_down(release: ClusterUnderTest, ns: str,
+                                                           tmp_path: Path) -> None:
+    """Debian's prometheus scrapes the nodes its pod annotations name, answers
+    caxton_cluster_nodes_alive over its HTTP API, and fires CaxtonNodeDown for a frozen node.
+    The rules are the chart's, with each `for:` hold cut to 4 s so the test does not sit out a
+    minute (promtool's unit tests cover the holds)."""
+    if not release.has_process_kubelet:
+        pytest.skip("needs the process kubelet of the local control plane (pod addresses on this machine)")
+    import httpx
+    from caxton_local.layout import free_port
+
+    rules = yaml.safe_load((ROOT / "helm" / "caxton-operator" / "files" / "caxton-alerts.yaml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule["for"] = "4s"
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
+    targets = annotated_targets(release, ns)
+    assert [t["labels"]["instance"] for t in targets] == NODES, "every node pod is annotated for scraping"
+    (tmp_path / "targets.json").write_text(json.dumps(targets))
+    (tmp_path / "prometheus.yaml").write_text(yaml.safe_dump(_prometheus_config(tmp_path / "targets.json",
+                                                                                tmp_path / "rules.yaml")))
+    port = free_port()
+    server = subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'prometheus.yaml'}",
+                               f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"))  # noqa: SIM115
+    api = f"http://127.0.0.1:{port}/api/v1"
+    frozen = 0
+    try:
+        def alive() -> dict[str, float] | None:
+            try:
+                found = httpx.get(f"{api}/query", params={"query": "caxton_cluster_nodes_alive"}, timeout=5).json()
+            except httpx.HTTPError:
+                return None
+            values = {r["metric"]["instance"]: float(r["value"][1]) for r in found["data"]["result"]}
+            return values if values == dict.fromkeys(NODES, 3.0) else None
+
+        wait_for(alive, timeout=120, what="Prometheus to scrape three nodes that each see three alive")
+        pod = kubectl_json(release, "get", "pod", "demo-2", "-n", ns)
+        frozen = int(pod["status"]["containerStatuses"][0]["containerID"].removeprefix("process://"))
+        os.killpg(frozen, signal.SIGSTOP)
+
+        def firing() -> list[dict[str, Any]] | None:
+            alerts = httpx.get(f"{api}/alerts", timeout=5).json()["data"]["alerts"]
+            down = [a for a in alerts if a["labels"]["alertname"] == "CaxtonNodeDown" and a["state"] == "firing"]
+            return down or None
+
+        down = wait_for(firing, timeout=120, what="CaxtonNodeDown to fire in Prometheus")
+        assert any(a["labels"].get("instance") == "demo-2" for a in down), down
+    finally:
+        if frozen:
+            os.killpg(frozen, signal.SIGCONT)
+        server.terminate()
+        server.wait(timeout=30)
+    wait_for(lambda: members(ok(kubectl_caxton(release, "cluster", "members", "-n", ns, "-o", "json"))) == [
+        (n, "alive") for n in NODES], timeout=120, what="demo-2 alive again")
+
+
+# --- the runbook walk --------------------------------------------------------------------------
+
+def _runbook() -> Path:
+    """The operations runbook: $CAXTON_RUNBOOK, else the shared one beside the checkout
+    (../shared/ of any parent), else the copy in docs/."""
+    if os.environ.get("CAXTON_RUNBOOK"):
+        return Path(os.environ["CAXTON_RUNBOOK"])
+    shared = [p / "shared" / "OPERATIONS-RUNBOOK.md" for p in ROOT.parents]
+    return next((p for p in shared if p.is_file()), ROOT / "docs" / "OPERATIONS-RUNBOOK.md")
+
+
+RUNBOOK = _runbook()
+# Verbs other engineers are adding; the lead empties this list as their branches merge. A verb on
+# it that starts parsing fails the walk, so the list cannot outlive the work it waits for.
+PENDING = {
+    "resources", "cluster remove", "cluster add-node", "cluster rebalance", "memory gc", "cluster shed-load",
+    "backup create", "backup verify", "backup restore", "cluster stop", "cluster start",
+    "cluster verify --deep", "cluster isolate", "cluster rebuild", "cluster rejoin",
+    "security init-ca", "security cert-status", "security rotate-certs",
+}
+# Run on the machine a node runs on, not through the plugin: checked against `caxton`'s parser.
+DIRECT_ONLY = {"server start"}
+USAGE_ERRORS = ("usage:", "invalid choice", "unrecognized arguments", "the following arguments are required",
+                "expected one argument")
+
+
+def runbook_commands(text: str) -> list[str]:
+    """Every `caxton ...` command in the runbook's code blocks, continuation lines joined
+    (also inside `ssh host '...'` and `watch '...'`)."""
+    commands, in_block, pending = [], False, ""
+    for raw in text.splitlines():
+        if raw.strip().startswith("```"):
+            in_block = not in_block
+            continue
+        if not in_block:
+            continue
+        line = pending + raw.strip()
+        if line.endswith("\\"):
+            pending = line[:-1] + " "
+            continue
+        pending = ""
+        start = line.find("caxton ")
+        if start < 0 or line.startswith("#") or (start > 0 and line[start - 1] not in " '\""):
+            continue
+        commands.append(line[start:].split("'")[0].strip())
+    return commands
+
+
+def _verb(command: str) -> str:
+    words = command.split()[1:]
+    for key in sorted(PENDING | DIRECT_ONLY, key=len, reverse=True):
+        if " ".join(words).startswith(key):
+            return key
+    return " ".join(w for w in words[:2] if not w.startswith("-"))
+
+
+def test_the_runbook_commands_as_written(release: ClusterUnderTest, ns: str, tmp_path: Path) -> None:
+    """Last in the module (it stops agents and trips the breaker): every runbook command typed as
+    written, with -n and --cluster added, through kubectl's plugin discovery; none may be a
+    usage error. Commands still running after 30 s were understood (an upgrade waits)."""
+    from caxton_cli.parser import build
+
+    commands = runbook_commands(RUNBOOK.read_text())
+    assert len(commands) > 40, commands
+    env = plugin_env(release)
+    (tmp_path / "etc").mkdir()
+    problems, pending_seen = [], set()
+    for command in commands:
+        verb = _verb(command)
+        if verb in DIRECT_ONLY:
+            build("caxton").parse_args(shlex.split(command)[1:])  # SystemExit is a usage error
+            continue
+        line = f"{release.kubectl_path} {command} -n {ns} --cluster demo"
+        try:  # through a shell, as typed: $(date +%s) and friends expand
+            result = subprocess.run(["bash", "-c", line], capture_output=True, text=True, env=env, timeout=30,
+                                    cwd=tmp_path)
+        except subprocess.TimeoutExpired:
+            continue
+        usage = result.returncode == 2 and any(u in result.stderr for u in USAGE_ERRORS)
+        if verb in PENDING:
+            pending_seen.add(verb)
+            if not usage:
+                problems.append(f"{command}: works now (exit {result.returncode}); remove {verb!r} from PENDING")
+        elif usage:
+            problems.append(f"{command}: {result.stderr.strip().splitlines()[-1]}")
+    assert not problems, "\n".join(problems)
+    assert pending_seen == PENDING, f"not in the runbook any more: {PENDING - pending_seen}"

@@ -111,10 +111,8 @@ def dump(cluster: ClusterUnderTest, ns: str) -> None:
     """What a failed wait needs to be understood: the namespace's pods and events, the operator's log."""
     print(cluster.kubectl("get", "pods,statefulsets", "-n", ns, "-o", "wide", check=False).stdout)
     print(cluster.kubectl("get", "events", "-n", ns, "--sort-by=.lastTimestamp", check=False).stdout[-6000:])
-    if cluster.plane is not None:
-        for pod in kubectl_json(cluster, "get", "pods", "-n", OPERATOR_NS)["items"]:
-            log = cluster.plane.layout.kubelet / "pods" / pod["metadata"]["uid"] / "operator.log"
-            print(log.read_text(errors="replace")[-6000:] if log.exists() else f"no {log}")
+    for pod in kubectl_json(cluster, "get", "pods", "-n", OPERATOR_NS)["items"]:
+        print(cluster.kubectl("logs", "-n", OPERATOR_NS, pod["metadata"]["name"], "--tail=100", check=False).stdout)
 
 
 def wait_status(cluster: ClusterUnderTest, ns: str, name: str, check: Any, what: str,

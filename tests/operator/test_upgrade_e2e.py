@@ -76,11 +76,9 @@ def diagnose(cluster: ClusterUnderTest, ns: str, name: str) -> str:
         if upgrade["spec"]["clusterRef"]["name"] == name:
             lines.append(json.dumps({upgrade["metadata"]["name"]: upgrade.get("status")}, indent=1))
     lines.append(cluster.kubectl("get", "pods", "-n", ns, "-o", "wide").stdout)
-    assert cluster.plane is not None
     for pod in cluster.kube.get(f"/api/v1/namespaces/{OPERATOR_NS}/pods")["items"]:
-        log = cluster.plane.layout.kubelet / "pods" / pod["metadata"]["uid"] / "operator.log"
-        if log.exists():
-            lines.append(log.read_text(errors="replace")[-6000:])
+        lines.append(cluster.kubectl("logs", "-n", OPERATOR_NS, pod["metadata"]["name"], "--tail=100",
+                                     check=False).stdout)
     return "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ from caxton_local.kubelet.nodes import NodeHeartbeat
 from caxton_local.kubelet.podnet import shim_path
 from caxton_local.kubelet.provisioner import DirectoryProvisioner
 from caxton_local.kubelet.runtime import PodWorker, RuntimeConfig, kill_orphaned_pods
+from caxton_local.kubelet.server import KubeletServer
 from caxton_local.layout import Layout, Settings
 
 log = logging.getLogger("caxton.kubelet")
@@ -40,7 +41,7 @@ class Kubelet:
         version = self.kube.get("/version").get("gitVersion", "v0.0.0")
         self.heartbeats = [
             NodeHeartbeat(self.kube, name, cpu=settings.node_cpu, memory=settings.node_memory,
-                          pods=settings.node_pods, version=version)
+                          pods=settings.node_pods, version=version, port=settings.ports.kubelet)
             for name in self.node_names
         ]
         self.ipam = LoopbackIPAM(layout.kubelet / "ipam.json", settings.pod_ip_first, settings.pod_ip_last)
@@ -57,7 +58,24 @@ class Kubelet:
         self._stopping = threading.Event()
         self._wake = threading.Event()
 
+        pki = layout.pki
+        self.server = KubeletServer(settings.ports.kubelet, self.find_log, cert=pki / "kubelet-serving.crt",
+                                    key=pki / "kubelet-serving.key", client_ca=pki / "ca.crt")
+
     # -- pods -----------------------------------------------------------------
+
+    def find_log(self, namespace: str, pod: str, container: str, previous: bool) -> tuple[Path, int] | str:
+        """The log a `kubectl logs` call means (the kubelet API's container-logs endpoint)."""
+        with self._lock:
+            worker = next((w for w in self.workers.values() if w.key == f"{namespace}/{pod}"), None)
+        if worker is None:
+            return f"pod {namespace}/{pod} is not running on this kubelet"
+        run = worker.log_run(container, previous=previous)
+        if run is None:
+            if previous:
+                return f'previous terminated container "{container}" in pod "{pod}" not found'
+            return f'container "{container}" in pod "{pod}" is waiting to start'
+        return worker.log_dir(container), run
 
     def _worker_done(self, worker: PodWorker) -> None:
         with self._lock:
@@ -133,6 +151,7 @@ class Kubelet:
         for hb in self.heartbeats:
             hb.register()
         threading.Thread(target=self._watch, name="pod-watch", daemon=True).start()
+        self.server.start()
         last_beat = last_sync = last_provision = 0.0
         while not self._stopping.is_set():
             now = time.monotonic()
@@ -169,6 +188,7 @@ class Kubelet:
         for worker in workers:
             worker.join(timeout=40)
         kill_orphaned_pods(self.layout)
+        self.server.stop()
         self.kube.close()
 
 

@@ -49,10 +49,12 @@ def _conditions(now: str) -> list[Obj]:
 class NodeHeartbeat:
     """Creates the Node and its Lease, then renews both on `beat()`."""
 
-    def __init__(self, kube: Kube, name: str, *, cpu: str, memory: str, pods: int, version: str) -> None:
+    def __init__(self, kube: Kube, name: str, *, cpu: str, memory: str, pods: int, version: str,
+                 port: int = 0) -> None:
         self.kube = kube
         self.name = name
         self.version = version
+        self.port = port  # the kubelet API (container logs), see server.py
         self._body = _node_body(name, cpu=cpu, memory=memory, pods=pods, version=version)
         self._transition = rfc3339()
 
@@ -86,7 +88,7 @@ class NodeHeartbeat:
                 "osImage": "caxton process kubelet",
                 "kernelVersion": "", "machineID": "", "systemUUID": "", "bootID": "",
             },
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
         }
         self.kube.patch(f"/api/v1/nodes/{self.name}/status", {"status": status}, kind="strategic")
         self._renew_lease(now)

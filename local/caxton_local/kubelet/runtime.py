@@ -29,6 +29,7 @@ from caxton_local import procs
 from caxton_local.kubelet.environment import container_env, expand, kubelet_env
 from caxton_local.kubelet.images import ImagePullError, ImageTable, ResolvedImage, which
 from caxton_local.kubelet.ipam import LoopbackIPAM
+from caxton_local.kubelet.logs import LogWriter
 from caxton_local.kubelet.probes import ProbeState, http_get_url, run_probe
 from caxton_local.kubelet.volumes import Mount, VolumeBuilder, VolumeNotReady, container_mounts
 from caxton_local.layout import Layout
@@ -153,6 +154,20 @@ class PodWorker(threading.Thread):
         self._last_status: Obj | None = None
         self._transitions: dict[str, tuple[str, str]] = {}
         self.failed_permanently = False
+
+    def log_dir(self, container: str) -> Path:
+        """Where the container's runs keep their output (see logs.py)."""
+        return self.pod_dir / "logs" / container
+
+    def log_run(self, container: str, *, previous: bool) -> int | None:
+        """The run whose log `kubectl logs [--previous]` means, None if there is none (yet)."""
+        for c in self.init_containers + self.containers:
+            if c.name == container:
+                current = c.restart_count if (c.proc is not None or c.terminated is not None) else None
+                if current is None:
+                    return None
+                return (current - 1 if current > 0 else None) if previous else current
+        return None
 
     # -- inputs from the kubelet loop ----------------------------------------
 
@@ -336,14 +351,22 @@ class PodWorker(threading.Thread):
         }
         spec_file = self.pod_dir / f"{container.name}.launch.json"
         spec_file.write_text(json.dumps(launch_spec))
-        log_file = self.pod_dir / f"{container.name}.log"
-        with open(log_file, "ab") as out:
+        run = container.restart_count + (1 if container.terminated is not None else 0)
+        writer = LogWriter(self.log_dir(container.name), run)
+        read_end, write_end = os.pipe()
+        try:
             proc = subprocess.Popen(
                 ["unshare", "--mount", "--uts", "--propagation", "private", "--",
                  sys.executable, "-m", "caxton_local.kubelet.launch", str(spec_file)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        writer.start(read_end)
         procs.write_pidfile(self.pod_dir / f"{container.name}.pid", proc.pid)
         if container.terminated is not None:
             container.restart_count += 1

@@ -240,6 +240,9 @@ def create_app(node: Node, tokens: TokenSet | str | None) -> Edge:
             raise ApiError(503, "circuit_open", "the circuit breaker is active: caxton circuit-breaker reset")
 
     def route(msg: Message, accepted: float) -> dict[str, Any]:
+        if not node.ramp.admit():  # per message, so a batch is admitted as its messages would be
+            raise ApiError(429, "circuit_ramping", f"the circuit breaker is ramping up after a reset: "
+                           f"{node.ramp.rate() or 0:.0f} messages/s admitted now; retry later")
         node.router.open_mailbox(msg.sender)
         try:
             where = node.router.route(msg, accepted_at=accepted)
@@ -387,13 +390,26 @@ def create_app(node: Node, tokens: TokenSet | str | None) -> Edge:
 
     @app.post("/v1/circuit-breaker/activate", response_model=models.Breaker, responses=_errors())
     def breaker_on() -> dict[str, Any]:
+        node.ramp.cancel()
         node.router.set_circuit(True)
         return {"circuit_open": True}
 
-    @app.post("/v1/circuit-breaker/reset", response_model=models.Breaker, responses=_errors())
-    def breaker_off() -> dict[str, Any]:
+    @app.post("/v1/circuit-breaker/reset", response_model=models.Breaker, responses=_errors(400, 413))
+    def breaker_off(body: models.BreakerReset | None = None) -> dict[str, Any]:
+        """With `gradual`, new messages are admitted at a rate rising over `duration` (429 above
+        it); caxton_circuit_breaker_admitted_rate shows the ramp."""
+        ramp_seconds = 0.0
+        if body is not None and body.gradual:
+            try:
+                ramp_seconds = parse_duration(body.duration or "10m")
+            except ValueError as err:
+                raise ApiError(400, "invalid_duration", str(err)) from None
+            node.ramp.begin(ramp_seconds)
+        else:
+            node.ramp.cancel()
         node.router.set_circuit(False)
-        return {"circuit_open": False}
+        return {"circuit_open": False, "rampSeconds": ramp_seconds, "rampFrom": node.ramp.start_rate,
+                "rampTo": node.ramp.full_rate}
 
     @app.get("/v1/config", responses=_errors())
     def effective_config() -> dict[str, Any]:
@@ -410,6 +426,13 @@ def create_app(node: Node, tokens: TokenSet | str | None) -> Edge:
     @app.get("/v1/cluster/partition", response_model=models.PartitionView, responses=_errors())
     def partition() -> dict[str, Any]:
         return node.partition_view()
+
+    @app.post("/v1/cluster/partition/yield", response_model=models.PartitionYield, responses=_errors())
+    def partition_yield() -> dict[str, Any]:
+        """This node is on the side a partition was resolved against: its queued writes (messages
+        held for peers) become dead letters, reason `partition_resolved`, instead of being replayed."""
+        given_up = node.forwarder.give_up_queued("partition_resolved") if node.forwarder else 0
+        return {"node": node.id, "deadLettered": given_up}
 
     @app.get("/v1/cluster/performance", response_model=models.Performance, responses=_errors())
     def performance() -> dict[str, Any]:

@@ -251,6 +251,19 @@ class EmergencyStopResult(Reply):
 
 class Breaker(Reply):
     circuit_open: bool
+    rampSeconds: float = Field(default=0.0, description="a gradual reset: how long admission ramps up")
+    rampFrom: float = Field(default=0.0, description="messages/s admitted when the ramp starts")
+    rampTo: float = Field(default=0.0, description="messages/s at its end (then unlimited)")
+
+
+class PartitionYield(Reply):
+    node: str
+    deadLettered: int = Field(description="queued writes dead-lettered with reason partition_resolved")
+
+
+class BreakerReset(Request):
+    gradual: Annotated[bool, Field(strict=True)] = False
+    duration: Annotated[str, Field(pattern=DURATION_PATTERN)] | None = None
 
 
 class Suspended(Reply):

@@ -147,6 +147,20 @@ class Forwarder:
         with self._lock:
             return sum(len(box) for box in self.outboxes.values())
 
+    def give_up_queued(self, reason: str) -> int:
+        """Dead-letters every message waiting for a peer: a partition was resolved in favour of
+        the other side, so this side's queued writes are not replayed (they stay listed as dead
+        letters with `reason`, for an operator to resend)."""
+        with self._lock:
+            boxes = list(self.outboxes.values())
+            self.outboxes.clear()
+        for box in boxes:
+            for msg, _ in box:
+                self.node.router.dead_letter(msg, reason)
+        given_up = sum(len(box) for box in boxes)
+        log.warning("Partition resolved against this node: %d queued write(s) dead-lettered (%s)", given_up, reason)
+        return given_up
+
     def forward(self, msg: Message) -> bool:
         """Router hook: queue `msg` for the node serving its receiver; False if none does."""
         where = self.locate(msg.receiver)

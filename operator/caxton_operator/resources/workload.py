@@ -94,7 +94,9 @@ def statefulset(spec: CaxtonClusterSpec, names: Names, rollout: Rollout | None =
     to zero must not delete the claims, as a scale-down does), brought back as they were."""
     rollout = rollout or Rollout(spec.version)
     config_hash = restart_hash(spec, names)
-    annotations = {"caxton.dev/config-hash": config_hash}
+    # The discovery the chart documents: Prometheus' kubernetes_sd "pod" role keeps pods with these.
+    annotations = {"caxton.dev/config-hash": config_hash, "prometheus.io/scrape": "true",
+                   "prometheus.io/port": "9090", "prometheus.io/path": "/metrics"}
     if rollout.restart_token:
         annotations[RESTART_ANNOTATION] = rollout.restart_token
     storage: Obj = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": spec.storage.size}}}
