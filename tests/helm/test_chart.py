@@ -47,6 +47,10 @@ CASES: dict[str, Callable[[Namespaces], Values]] = {
     "service-monitor-elsewhere": lambda ns: {"serviceMonitor": {"enabled": True, "namespace": ns.one}},
     "resources": lambda ns: {"resources": {"requests": {"cpu": "250m", "memory": "256Mi"},
                                            "limits": {"cpu": 1, "memory": "1Gi"}}},
+    "one-replica-no-election": lambda ns: {"replicaCount": 1, "leaderElection": {"enabled": False}},
+    "three-replicas": lambda ns: {"replicaCount": 3, "podDisruptionBudget": {"maxUnavailable": "50%"},
+                                  "leaderElection": {"leaseDurationSeconds": 30, "renewDeadlineSeconds": 20,
+                                                     "retryPeriodSeconds": 4}},
     "everything-else": lambda ns: {
         "image": {"repository": "registry.example/caxton-operator", "tag": "9.9.9", "pullPolicy": "Always"},
         "logLevel": "DEBUG",
@@ -150,3 +154,13 @@ def test_values_the_api_server_refuses_fail_the_dry_run(
     manifest = render(cluster, namespaces.release, _values_file(tmp_path, values))
     applied = dry_run(cluster, manifest)
     assert applied.returncode != 0 and words in applied.stderr, applied.stdout + applied.stderr
+
+
+@pytest.mark.parametrize(("values", "words"), [
+    ({"replicaCount": 2, "leaderElection": {"enabled": False}}, "replicaCount > 1 needs leaderElection.enabled"),
+    ({"leaderElection": {"renewDeadlineSeconds": 15}}, "retryPeriodSeconds < renewDeadlineSeconds < leaseDuration"),
+])
+def test_the_chart_refuses_values_that_could_let_two_replicas_act(values: Values, words: str,
+                                                                  cluster: ClusterUnderTest, tmp_path: Path) -> None:
+    result = _helm(cluster, "template", RELEASE, str(CHART), "-f", str(_values_file(tmp_path, values)))
+    assert result.returncode != 0 and words in result.stderr, result.stderr
