@@ -205,7 +205,7 @@ def _reborn(cluster: ClusterUnderTest, ns: str) -> dict[str, Any]:
 def scoped(crds: ClusterUnderTest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scoped]:
     if not crds.has_process_kubelet and not os.environ.get("CAXTON_TEST_IMAGES"):
         pytest.skip("the caxton images must be loadable by this cluster's nodes: build them "
-                    "(images/Dockerfile), load them (kind load docker-image) and set CAXTON_TEST_IMAGES=1")
+                    "(images/Containerfile), load them (kind load docker-image) and set CAXTON_TEST_IMAGES=1")
     c = crds
     tmp = tmp_path_factory.mktemp("scoped")
     wasm = build_example_agents()["echo"]

@@ -41,7 +41,7 @@ OPERATOR_SA = f"system:serviceaccount:{OPERATOR_NS}:{RELEASE}"
 def release(crds: ClusterUnderTest) -> Iterator[ClusterUnderTest]:
     if not crds.has_process_kubelet and not os.environ.get("CAXTON_TEST_IMAGES"):
         pytest.skip("the caxton images must be loadable by this cluster's nodes: build them "
-                    "(images/Dockerfile), load them (kind load docker-image) and set CAXTON_TEST_IMAGES=1")
+                    "(images/Containerfile), load them (kind load docker-image) and set CAXTON_TEST_IMAGES=1")
     yield from operator_release(crds)
 
 
