@@ -119,7 +119,15 @@ VERSITYGW = Tool(
     module="github.com/versity/versitygw",
     packages={"versitygw": "github.com/versity/versitygw/cmd/versitygw"},
 )
-ALL_TOOLS = (ETCD, KUBERNETES, HELM, COREDNS, VERSITYGW)
+ACTIONLINT = Tool(
+    name="actionlint",
+    module="github.com/rhysd/actionlint",
+    packages={"actionlint": "github.com/rhysd/actionlint/cmd/actionlint"},
+    ldflags=lambda version: [f"-X github.com/rhysd/actionlint.version={version}"],
+)
+ALL_TOOLS = (ETCD, KUBERNETES, HELM, COREDNS)
+# Not part of the control plane: what the test suite runs beside it (built by setup, cached the same way).
+DEV_TOOLS = (VERSITYGW, ACTIONLINT)
 
 
 def cache_root() -> Path:
@@ -275,10 +283,20 @@ def build_all(*, log: Callable[[str], None] = print) -> dict[str, Path]:
 
 
 def main() -> None:
-    """`python -m caxton_local.toolchain`: build everything (used by CI to warm the cache)."""
+    """`python -m caxton_local.toolchain [TOOL...]`: build every tool (used by setup and CI to warm
+    the cache), or only the named ones (`helm` for a kind job); prints `binary: path` lines."""
+    tools = {tool.name: tool for tool in (*ALL_TOOLS, *DEV_TOOLS)}
+    names = sys.argv[1:] or list(tools)
+    unknown = sorted(set(names) - set(tools))
+    if unknown:
+        print(f"error: unknown tool {', '.join(unknown)}; known: {', '.join(tools)}", file=sys.stderr)
+        sys.exit(2)
     try:
-        for name, path in build_all().items():
-            print(f"{name}: {path}")
+        for name in names:
+            tool = tools[name]
+            built = build(tool, log=lambda line: print(line, file=sys.stderr))
+            for binary in tool.packages:
+                print(f"{binary}: {built / binary}")
     except ToolchainError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -15,3 +15,4 @@ agent_replicas_ready = Gauge("caxton_operator_agent_replicas_ready", "Ready repl
                              ["namespace", "agent"])
 upgrade_phase = Gauge("caxton_operator_upgrade_phase", "1 for the phase a CaxtonUpgrade is in, 0 for the others",
                       ["namespace", "upgrade", "cluster", "phase"])
+leader = Gauge("caxton_operator_leader", "1 while this replica leads (runs the handlers), 0 while it stands by")

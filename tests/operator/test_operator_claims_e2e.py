@@ -36,6 +36,7 @@ from tests.operator.test_operator_e2e import CHART, Proxy, alive, helm, kubectl_
 from tests.support import addresses
 from tests.support.agents import build_example_agents
 from tests.support.cluster import ClusterUnderTest, temporary_namespace
+from tests.support.operator_release import operator_leader
 from tests.support.waiting import wait_for
 
 RELEASE, OPERATOR_NS = "scoped-caxton-operator", "caxton-scoped"
@@ -202,7 +203,7 @@ def _reborn(cluster: ClusterUnderTest, ns: str) -> dict[str, Any]:
 def scoped(crds: ClusterUnderTest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scoped]:
     if not crds.has_process_kubelet and not os.environ.get("CAXTON_TEST_IMAGES"):
         pytest.skip("the caxton images must be loadable by this cluster's nodes: build them "
-                    "(images/Dockerfile), load them (kind load docker-image) and set CAXTON_TEST_IMAGES=1")
+                    "(images/Containerfile), load them (kind load docker-image) and set CAXTON_TEST_IMAGES=1")
     c = crds
     tmp = tmp_path_factory.mktemp("scoped")
     wasm = build_example_agents()["echo"]
@@ -253,7 +254,7 @@ def scoped(crds: ClusterUnderTest, tmp_path_factory: pytest.TempPathFactory) -> 
 def test_values_schema_rejects_unknown_and_mistyped_values(scoped: Scoped) -> None:
     c = scoped.cluster
     for args, message in (
-        (["--set", "replicaCount=2"], "additional properties 'replicaCount' not allowed"),
+        (["--set", "replicas=2"], "additional properties 'replicas' not allowed"),
         (["--set", "image.tagg=1.0"], "at '/image': additional properties 'tagg' not allowed"),
         (["--set", "ports.health=eighty"], "at '/ports/health': got string, want integer"),
         (["--set", "watchNamespaces={Not_A_Namespace}"], "/watchNamespaces/0"),
@@ -444,8 +445,9 @@ def _metric(text: str, name: str, **labels: str) -> float | None:
 
 def test_operator_serves_healthz_and_metrics(scoped: Scoped) -> None:
     c = scoped.cluster
-    (pod,) = kubectl_json(c, "get", "pods", "-n", OPERATOR_NS)["items"]
-    base = f"/api/v1/namespaces/{OPERATOR_NS}/pods/{pod['metadata']['name']}"
+    # The acting replica's (the standby's gauges stay empty: tests/operator/test_operator_ha_e2e.py).
+    leader = wait_for(lambda: operator_leader(c, OPERATOR_NS, RELEASE), timeout=60, what="the operator's leader")
+    base = f"/api/v1/namespaces/{OPERATOR_NS}/pods/{leader}"
     health = c.kube.raw("GET", f"{base}:8080/proxy/healthz")
     assert health.status_code == 200, health.text
 

@@ -41,7 +41,7 @@ OPERATOR_SA = f"system:serviceaccount:{OPERATOR_NS}:{RELEASE}"
 def release(crds: ClusterUnderTest) -> Iterator[ClusterUnderTest]:
     if not crds.has_process_kubelet and not os.environ.get("CAXTON_TEST_IMAGES"):
         pytest.skip("the caxton images must be loadable by this cluster's nodes: build them "
-                    "(images/Dockerfile), load them (kind load docker-image) and set CAXTON_TEST_IMAGES=1")
+                    "(images/Containerfile), load them (kind load docker-image) and set CAXTON_TEST_IMAGES=1")
     yield from operator_release(crds)
 
 
@@ -153,9 +153,11 @@ def test_helm_runs_the_operator_in_cluster_with_least_privilege(release: Cluster
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "logLevel" in bad.stderr  # values.schema.json
     pods = kubectl_json(release, "get", "pods", "-n", OPERATOR_NS)["items"]
-    assert len(pods) == 1 and pods[0]["status"]["phase"] == "Running"
-    assert pods[0]["spec"]["serviceAccountName"] == RELEASE
-    assert not any(e["name"] == "KUBECONFIG" for e in pods[0]["spec"]["containers"][0].get("env") or [])
+    # Two replicas (one leads, one stands by: tests/operator/test_operator_ha_e2e.py).
+    assert len(pods) == 2 and all(pod["status"]["phase"] == "Running" for pod in pods)
+    for pod in pods:
+        assert pod["spec"]["serviceAccountName"] == RELEASE
+        assert not any(e["name"] == "KUBECONFIG" for e in pod["spec"]["containers"][0].get("env") or [])
 
     def can(verb: str, resource: str) -> bool:
         resource, _, sub = resource.partition("/")

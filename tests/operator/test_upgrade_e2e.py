@@ -27,7 +27,7 @@ from tests.support.agents import build_example_agents
 from tests.support.cluster import ClusterUnderTest, pod_ready, temporary_namespace
 from tests.support.faults import add_faulty_release
 from tests.support.load import LoadReport, MessageLoad
-from tests.support.operator_release import OPERATOR_NS, kill_pod_process, operator_release
+from tests.support.operator_release import OPERATOR_NS, kill_pod_process, operator_leader, operator_release
 from tests.support.waiting import wait_for
 
 GOSSIP = {"interval": "100ms", "probeInterval": "500ms", "probeTimeout": "200ms"}
@@ -333,14 +333,15 @@ def test_faulty_canaries_roll_back_and_name_the_gate(release: ClusterUnderTest, 
 
 # -- 3 and 4: the operator killed during Rolling; paused during Rolling -----------------------------------------------
 
-def _kill_operator(cluster: ClusterUnderTest) -> int:
-    """SIGKILLs the operator's process (found by its pod's address); the kubelet restarts it."""
-    pod = cluster.kube.get(f"/api/v1/namespaces/{OPERATOR_NS}/pods")["items"][0]
+def _kill_operator(cluster: ClusterUnderTest, leader: str) -> int:
+    """SIGKILLs the acting replica's process (found by its pod's address): the standby takes the
+    Lease over and resumes the roll from status; the kubelet restarts the killed one."""
+    pod = cluster.kube.get(f"/api/v1/namespaces/{OPERATOR_NS}/pods/{leader}")
     return kill_pod_process(pod["status"]["podIP"], b"caxton-operator")
 
 
-def _operator_restarts(cluster: ClusterUnderTest) -> int:
-    pod = cluster.kube.get(f"/api/v1/namespaces/{OPERATOR_NS}/pods")["items"][0]
+def _operator_restarts(cluster: ClusterUnderTest, name: str) -> int:
+    pod = cluster.kube.get(f"/api/v1/namespaces/{OPERATOR_NS}/pods/{name}")
     return int((pod["status"].get("containerStatuses") or [{}])[0].get("restartCount", 0))
 
 
@@ -351,9 +352,11 @@ def _killed_operator_case(cluster: ClusterUnderTest, ns: str) -> None:
         start_upgrade(cluster, ns, "resume-up", name, "1.3.0", batchSize=1, canary={"duration": "0s"})
         wait_upgrade(cluster, ns, "resume-up", lambda s: s.get("phase") == "Rolling", "Rolling",
                      cluster_name=name, timeout=420)
-        before = _operator_restarts(cluster)
-        assert _kill_operator(cluster) >= 1
-        wait_for(lambda: _operator_restarts(cluster) > before, timeout=60, what="the operator to be restarted")
+        leader = wait_for(lambda: operator_leader(cluster), timeout=60, what="the operator's leader")
+        before = _operator_restarts(cluster, leader)
+        assert _kill_operator(cluster, leader) >= 1
+        wait_for(lambda: _operator_restarts(cluster, leader) > before, timeout=60,
+                 what="the operator to be restarted")
         final = wait_upgrade(cluster, ns, "resume-up", lambda s: s.get("phase") in ("Succeeded", "RolledBack",
                                                                                     "Failed"),
                              "the upgrade to finish after the operator restarted", cluster_name=name, timeout=300)

@@ -53,3 +53,11 @@ def kill_pod_process(pod_ip: str, command_word: bytes) -> int:
             os.kill(int(proc.name), signal.SIGKILL)
             killed += 1
     return killed
+
+
+def operator_leader(cluster: ClusterUnderTest, namespace: str = OPERATOR_NS, release: str = RELEASE) -> str | None:
+    """The pod whose replica holds the release's Lease (the one acting); None while none does.
+    Holders are `<pod>_<suffix>` (caxton_operator.main)."""
+    lease = cluster.kube.get_or_none(f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{release}")
+    holder = ((lease or {}).get("spec") or {}).get("holderIdentity")
+    return str(holder).rsplit("_", 1)[0] if holder else None
