@@ -508,7 +508,6 @@ def test_the_runbook_commands_as_written(release: ClusterUnderTest, ns: str, tmp
     commands = runbook_commands(RUNBOOK.read_text())
     assert len(commands) > 40, commands
     env = plugin_env(release)
-    (tmp_path / "etc").mkdir()
     problems, pending_seen = [], set()
     for command in commands:
         verb = _verb(command)
