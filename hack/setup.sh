@@ -10,9 +10,10 @@ log() { printf '==> %s\n' "$*" >&2; }
 
 need_apt=()
 # serf and nats-server: the references bench/cluster.py compares against (its test runs them);
-# shellcheck: actionlint judges the workflows' run: scripts with it (tests/ci/test_workflows.py).
+# shellcheck: actionlint judges the workflows' run: scripts with it (tests/ci/test_workflows.py);
+# buildah and debootstrap build the images here (caxton_local.imagebuild, tests/local/test_images.py).
 for tool in cc:gcc unshare:util-linux nsenter:util-linux iptables:iptables ss:iproute2 promtool:prometheus zsh:zsh \
-    shellcheck:shellcheck \
+    shellcheck:shellcheck buildah:buildah debootstrap:debootstrap \
     serf:serf nats-server:nats-server; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool##*:}")
 done
