@@ -440,13 +440,7 @@ def _server(tree: Tree, sub: Parsers) -> None:
 def _security(tree: Tree, sub: Parsers) -> None:
     security = tree.group(sub, "security", help="certificates and keys", connects=False)
     run = "caxton_cli.security"
-    ca = tree.verb(security, "init-ca", run=f"{run}:init_ca", help="create the cluster CA", connects=False,
-                   examples=["security init-ca --output /etc/caxton/certs/"])
-    ca.add_argument("--output", required=True, help="directory for ca.crt and ca.key")
-    ca.add_argument("--common-name", default="caxton-cluster-ca")
-    ca.add_argument("--days", type=int, default=3650)
-    ca.add_argument("--force", action="store_true")
-    ca.add_argument("-o", dest="output_format", choices=("table", "json", "yaml"), default="table")
+    _init_ca(tree, security)
     cert = tree.verb(security, "issue-cert", run=f"{run}:issue_cert", help="issue a node certificate (CN = node id)",
                      connects=False, examples=["security issue-cert --ca-dir /etc/caxton/certs --node-id node-1 "
                                                "--dns node-1.example.com --output /etc/caxton/certs"])
@@ -463,6 +457,23 @@ def _security(tree: Tree, sub: Parsers) -> None:
         "--output", help="file to write (default: print)")
 
 
+def _init_ca(tree: Tree, security: Parsers) -> None:
+    """`security init-ca`: a CA in a directory; with the plugin, one to hand to `rotate-certs`."""
+    ca = tree.verb(security, "init-ca", run="caxton_cli.security:init_ca", connects=tree.kubectl,
+                   help="create a CA (ca.crt, ca.key) in a directory" + (
+                       ": your own CA for `security rotate-certs --ca-cert --ca-key`" if tree.kubectl else ""),
+                   examples=["security init-ca --output /etc/caxton/certs/",
+                             *(["security init-ca --output ./ca && security rotate-certs --ca-cert ./ca/ca.crt "
+                                "--ca-key ./ca/ca.key"] if tree.kubectl else [])])
+    # --output is the runbook's directory; the output format stays -o (the global flag, with the plugin).
+    ca.add_argument("--output", dest="ca_dir", required=True, help="directory for ca.crt and ca.key")
+    ca.add_argument("--common-name", default="caxton-cluster-ca")
+    ca.add_argument("--days", type=int, default=3650)
+    ca.add_argument("--force", action="store_true", help="replace a CA already in the directory")
+    if not tree.kubectl:
+        ca.add_argument("-o", dest="output_format", choices=("table", "json", "yaml"), default="table")
+
+
 def _cert_status(tree: Tree, security: Parsers) -> None:
     status = tree.verb(security, "cert-status", run="caxton_cli.cert_status:cert_status",
                        help="each node's certificate expiry and the CAs it trusts, as the nodes serve them",
@@ -476,6 +487,7 @@ def _cluster_security(tree: Tree, sub: Parsers) -> None:
     """`kubectl caxton security ...`: rotations the operator carries out, and cert-status."""
     security = tree.group(sub, "security", help="certificates and keys of a CaxtonCluster")
     _cert_status(tree, security)
+    _init_ca(tree, security)
     run = "caxton_cli.rotations"
     certs = tree.verb(security, "rotate-certs", run=f"{run}:rotate_certs",
                       help="replace the cluster CA in three confirmed phases, without a restart",

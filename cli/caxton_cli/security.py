@@ -19,14 +19,14 @@ from caxton_cli.output import emit
 
 
 def init_ca(args: argparse.Namespace) -> None:
-    out = Path(args.output)
+    out = Path(args.ca_dir)
     cert, key = out / "ca.crt", out / "ca.key"
     if cert.exists() and not args.force:
         raise CommandError(f"{cert} exists; use --force to replace the CA (every node certificate must be reissued)")
     ca = pki.new_ca(args.common_name, valid_for=dt.timedelta(days=args.days))
     ca.write(cert, key)
     emit({"caCert": str(cert), "caKey": str(key), "expires": ca.cert.not_valid_after_utc.isoformat()},
-         args.output_format, text=f"CA written to {cert} and {key} (expires {ca.cert.not_valid_after_utc:%Y-%m-%d})")
+         getattr(args, "output_format", None) or args.output, text=f"CA written to {cert} and {key} (expires {ca.cert.not_valid_after_utc:%Y-%m-%d})")
 
 
 def issue_cert(args: argparse.Namespace) -> None:

@@ -78,8 +78,6 @@ class NodeMetrics:
                                       "long message", ["state"], registry=r)
         self.read_only = Gauge("caxton_cluster_read_only",
                                "1 while this node is on the minority side of a partition (read-only)", registry=r)
-        self.certificate_expiry = Gauge("caxton_tls_certificate_expiry_timestamp_seconds",
-                                        "When the node's mTLS certificate expires (Unix time)", registry=r)
         self.breaker_open = Gauge("caxton_circuit_breaker_open", "1 while the circuit breaker pauses delivery",
                                   registry=r)
         self.breaker_admitted_rate = Gauge(

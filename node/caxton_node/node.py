@@ -7,7 +7,6 @@ directory when it starts, so a restarted node carries on where it stopped.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import logging
@@ -33,7 +32,6 @@ from caxton_node.load import LoadMeter
 from caxton_node.messages import Message
 from caxton_node.metrics import NodeMetrics
 from caxton_node.peers.forwarder import Forwarder
-from caxton_node.pki import expires_at
 from caxton_node.ramp import AdmissionRamp
 from caxton_node.routing.router import AgentSlot, QueueFull, Router, UnknownReceiver
 from caxton_node.store import AgentRecord, Store
@@ -528,10 +526,6 @@ class Node:
         m.agents.labels("suspended").set(len(slots) - running)
         security.publish(m, security.report(self, self.tokens))
         m.read_only.set(1 if self.read_only_reason else 0)
-        node_cert = self.config.security.cluster.mtls.node_cert
-        if node_cert is not None:
-            with contextlib.suppress(OSError, ValueError):  # mid-renewal: the last value stands
-                m.certificate_expiry.set(expires_at(node_cert.read_bytes()).timestamp())
         rate = self.ramp.rate()
         m.breaker_open.set(1 if self.router.circuit_open else 0)
         m.breaker_admitted_rate.set(0 if self.router.circuit_open else (-1 if rate is None else rate))

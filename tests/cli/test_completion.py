@@ -43,7 +43,7 @@ printf '%s\\n' "${{COMPREPLY[@]}}"
 
 @pytest.mark.parametrize(("line", "expected"), [
     ("kubectl-caxton clu", ["cluster"]),
-    ("kubectl-caxton cluster st", ["status"]),
+    ("kubectl-caxton cluster st", ["start", "status", "stop"]),
     ("kubectl-caxton -n prod --cluster demo cluster m", ["members"]),
     ("kubectl-caxton cluster members -o ", ["json", "table", "yaml"]),
     ("kubectl-caxton cluster members --wa", ["--watch"]),

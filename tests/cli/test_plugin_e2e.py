@@ -458,10 +458,8 @@ RUNBOOK = _runbook()
 # Verbs other engineers are adding; the lead empties this list as their branches merge. A verb on
 # it that starts parsing fails the walk, so the list cannot outlive the work it waits for.
 PENDING = {
-    "resources", "cluster remove", "cluster add-node", "cluster rebalance", "memory gc", "cluster shed-load",
-    "backup create", "backup verify", "backup restore", "cluster stop", "cluster start",
-    "cluster verify --deep", "cluster isolate", "cluster rebuild", "cluster rejoin",
-    "security init-ca", "security cert-status", "security rotate-certs",
+    "cluster add-node",  # the runbook names the new node's address; on Kubernetes the ordinal names it
+    "cluster isolate", "cluster rebuild", "cluster rejoin",  # issue #14: not built yet
 }
 # Run on the machine a node runs on, not through the plugin: checked against `caxton`'s parser.
 DIRECT_ONLY = {"server start"}
@@ -514,7 +512,9 @@ def test_the_runbook_commands_as_written(release: ClusterUnderTest, ns: str, tmp
         if verb in DIRECT_ONLY:
             build("caxton").parse_args(shlex.split(command)[1:])  # SystemExit is a usage error
             continue
-        line = f"{release.kubectl_path} {command} -n {ns} --cluster demo"
+        # Files the runbook writes under /etc/caxton go to this test's directory instead.
+        line = f"{release.kubectl_path} {command.replace('/etc/caxton/', f'{tmp_path}/etc/caxton/')} -n {ns} " \
+               "--cluster demo"
         try:  # through a shell, as typed: $(date +%s) and friends expand
             result = subprocess.run(["bash", "-c", line], capture_output=True, text=True, env=env, timeout=30,
                                     cwd=tmp_path)
