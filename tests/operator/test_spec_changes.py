@@ -4,6 +4,7 @@ server for a change the nodes do not see) is in test_operator_claims_e2e.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,3 +78,12 @@ def test_a_restart_token_is_not_a_template_change() -> None:
     plain = workload.statefulset(spec, NAMES)
     restarted = workload.statefulset(spec, NAMES, workload.Rollout("1.2.0", partition=2, restart_token="up"))
     assert not workload.template_changed(plain, restarted)
+
+
+def test_node_pods_run_as_the_image_user_with_a_writable_volume() -> None:
+    containerfile = (Path(__file__).resolve().parents[2] / "images" / "Containerfile").read_text()
+    user = next(line.split()[1] for line in containerfile.splitlines() if line.startswith("USER "))
+    context = workload.statefulset(CaxtonClusterSpec.model_validate(BASE), NAMES)["spec"]["template"]["spec"][
+        "securityContext"]
+    assert f"{context['runAsUser']}:{context['runAsGroup']}" == user
+    assert context["fsGroup"] == context["runAsGroup"] and context["runAsNonRoot"] is True

@@ -26,6 +26,7 @@ RESTART_ANNOTATION = "caxton.dev/restarted-by"
 # when it changes, the nodes need a restart, and the roller (drain, gates) does it, not the
 # StatefulSet controller.
 TEMPLATE_HASH = "caxton.dev/template-hash"
+NODE_UID = 65532  # USER of the node image
 BACKUP_MOUNT = "/var/lib/caxton-backup"  # where a pvc:// backup's claim is mounted for a restore
 
 
@@ -141,6 +142,9 @@ def statefulset(spec: CaxtonClusterSpec, names: Names, rollout: Rollout | None =
         container["resources"] = resources
     pod_spec: Obj = {
         "terminationGracePeriodSeconds": 30,
+        # The image's user (images/Containerfile); fsGroup makes the data volume writable for it.
+        "securityContext": {"runAsNonRoot": True, "runAsUser": NODE_UID, "runAsGroup": NODE_UID,
+                            "fsGroup": NODE_UID, "seccompProfile": {"type": "RuntimeDefault"}},
         "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
             "weight": 100,
             "podAffinityTerm": {"labelSelector": {"matchLabels": names.selector},
