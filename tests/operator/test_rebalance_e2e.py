@@ -211,3 +211,46 @@ def test_resources_reports_each_nodes_measurements(release: ClusterUnderTest, ns
         assert row["memoryBytes"] > 10 * 2**20 and row["memoryLimitBytes"] >= row["memoryBytes"]
     table = plugin(release, "resources", "-n", ns, timeout=120)
     assert table.stdout.splitlines()[0].split()[:4] == ["NODE", "CPU", "MEMORY", "AGENTS"]
+
+
+def handled_per_second(nodes: Nodes, pods: list[str], seconds: float) -> float:
+    def total() -> int:
+        return sum(a["handled"] for pod in pods for a in nodes.call(pod, "GET", "/v1/agents"))
+
+    before, started = total(), time.monotonic()
+    time.sleep(seconds)
+    return (total() - before) / (time.monotonic() - started)
+
+
+def test_shed_load_and_memory_gc_through_the_plugin(release: ClusterUnderTest, ns: str, nodes: Nodes) -> None:
+    pods = [f"{NAME}-{i}" for i in range(5)]
+    # No moves while the rate is measured (a moved agent's handled count starts again on its new node).
+    release.kubectl("patch", "cxc", NAME, "-n", ns, "--type=merge", "-p",
+                    '{"spec": {"rebalance": {"strategy": "none"}}}')
+    wait_for(lambda: (status(release, ns).get("rebalance") or {}).get("phase") in ("Balanced", "Done"),
+             timeout=120, what="rebalancing to stop", interval=1)
+    wasm = base64.b64encode(build_example_agents()["echo"]).decode()
+    low = [f"low-{i}" for i in range(5)]
+    for i, agent in enumerate(low):  # one low-priority agent per node, carrying most of the traffic below
+        nodes.call(pods[i], "POST", "/v1/agents", json={"id": agent, "wasm": wasm, "priority": "low"})
+    load = MessageLoad(nodes.load()._endpoints_source, nodes.token, low * 3 + ECHOES[:5], rate=60,
+                       reply_timeout=30.0).start()
+    try:
+        wait_for(lambda: load.report().answered >= 200, timeout=120, what="the load to get going")
+        before = handled_per_second(nodes, pods, 4)
+        shed = json_of(plugin(release, "cluster", "shed-load", "--percentage", "50", "-n", ns, "-o", "json",
+                              timeout=120))
+        after = handled_per_second(nodes, pods, 4)
+    finally:
+        load.stop(drain_timeout=0)
+    print(f"shed-load 50% on the cluster: {before:.1f} -> {after:.1f} handled/s; {shed}")
+    assert sorted(n["node"] for n in shed) == pods
+    for node in shed:  # each node suspended its low-priority agent before anything else
+        assert node["suspended"] and node["suspended"][0]["priority"] == "low", node
+    assert after <= before * 0.6, (before, after)
+    resumed = plugin(release, "agents", "resume", "--priority", "low", "-n", ns, "--node", pods[0], "-o", "json")
+    assert resumed.returncode == 0 and "low-0" in json.loads(resumed.stdout)["suspended"]
+    freed = json_of(plugin(release, "memory", "gc", "--aggressive", "-n", ns, "-o", "json", timeout=180))
+    assert sorted(n["node"] for n in freed) == pods
+    # Aggressive: every idle agent (not suspended, nothing queued) got a fresh instance, with each node's RSS.
+    assert sum(len(n["restarted"]) for n in freed) >= 40 and all(n["rssBeforeBytes"] > 0 for n in freed)

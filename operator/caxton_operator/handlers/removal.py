@@ -21,6 +21,7 @@ from typing import Any
 import kopf
 
 from caxton_operator import kubeapi, marks
+from caxton_operator.conditions import now_iso
 from caxton_operator.handlers.cluster import GROUP, PLURAL, VERSION, cluster_path, is_paused
 from caxton_operator.models import CaxtonClusterSpec
 from caxton_operator.nodeapi import NodeApi, NodeUnavailable
@@ -101,7 +102,7 @@ def remove_node(**kwargs: Any) -> None:
                 kopf.event(body, type="Normal", reason="AgentMoved",
                            message=f"{move.agent}: {move.source} -> {move.target} (removing {node})")
         pod = _pod(namespace, node)
-        state["oldPodUid"] = (pod or {}).get("metadata", {}).get("uid", "")
+        state["replacingSince"] = now_iso()  # the pod made after this is the fresh member
         pvc = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/data-{node}"
         if kubeapi.get(pvc) is not None:
             kubeapi.client().delete(pvc)
@@ -115,7 +116,8 @@ def remove_node(**kwargs: Any) -> None:
 
     if state["phase"] == "Replacing":
         pod = _pod(namespace, node)
-        fresh = pod is not None and pod["metadata"]["uid"] != state.get("oldPodUid") and any(
+        fresh = pod is not None and pod["metadata"].get("creationTimestamp", "") >= state.get("replacingSince", "") \
+            and not pod["metadata"].get("deletionTimestamp") and any(
             c["type"] == "Ready" and c["status"] == "True" for c in (pod.get("status") or {}).get("conditions") or [])
         members = {m["name"]: m["state"] for m in status.get("members") or []}
         if not fresh or members.get(node) != "alive":
