@@ -26,7 +26,8 @@ def init_ca(args: argparse.Namespace) -> None:
     ca = pki.new_ca(args.common_name, valid_for=dt.timedelta(days=args.days))
     ca.write(cert, key)
     emit({"caCert": str(cert), "caKey": str(key), "expires": ca.cert.not_valid_after_utc.isoformat()},
-         getattr(args, "output_format", None) or args.output, text=f"CA written to {cert} and {key} (expires {ca.cert.not_valid_after_utc:%Y-%m-%d})")
+         getattr(args, "output_format", None) or args.output,
+         text=f"CA written to {cert} and {key} (expires {ca.cert.not_valid_after_utc:%Y-%m-%d})")
 
 
 def issue_cert(args: argparse.Namespace) -> None:
