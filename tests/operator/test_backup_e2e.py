@@ -24,6 +24,7 @@ from tests.operator.test_upgrade_e2e import cxc_path, diagnose, make_cluster, po
 from tests.support.agents import build_example_agents
 from tests.support.cluster import ClusterUnderTest, pod_ready, temporary_namespace
 from tests.support.operator_release import operator_release
+from tests.support.pod_proxy import NodeProxy
 from tests.support.s3 import S3Server, s3_server
 from tests.support.waiting import wait_for
 
@@ -66,19 +67,8 @@ def plugin(cluster: ClusterUnderTest, ns: str, *args: str, timeout: float = 600)
     return kubectl_caxton(cluster, "-n", ns, *args, timeout=timeout)
 
 
-class Proxy:
+class Proxy(NodeProxy):
     """A node's API through the API server's pod proxy."""
-
-    def __init__(self, cluster: ClusterUnderTest, ns: str, name: str = "demo") -> None:
-        self.cluster, self.ns = cluster, ns
-        secret = cluster.kube.get(f"/api/v1/namespaces/{ns}/secrets/{name}-api-token")
-        self.headers = {"X-Caxton-Token": base64.b64decode(secret["data"]["token"]).decode()}
-
-    def call(self, pod: str, method: str, path: str, **kwargs: Any) -> Any:
-        resp = self.cluster.kube.raw(method, f"/api/v1/namespaces/{self.ns}/pods/{pod}:8080/proxy{path}",
-                                     headers=self.headers, **kwargs)
-        assert resp.status_code < 300, f"{method} {pod}{path}: {resp.status_code} {resp.text}"
-        return resp.json() if resp.content else None
 
     def where(self, agent: str, pods: list[str]) -> str | None:
         for pod in pods:

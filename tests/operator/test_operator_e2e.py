@@ -32,6 +32,7 @@ from tests.support.agents import build_example_agents
 from tests.support.cluster import ClusterUnderTest, temporary_namespace
 from tests.support.netfault import NetworkPartition
 from tests.support.operator_release import CHART, OPERATOR_NS, RELEASE, helm, kill_pod_process, operator_release
+from tests.support.pod_proxy import NodeProxy
 from tests.support.waiting import wait_for
 
 OPERATOR_SA = f"system:serviceaccount:{OPERATOR_NS}:{RELEASE}"
@@ -94,19 +95,8 @@ def wait_cluster(cluster: ClusterUnderTest, ns: str, check: Any, what: str, time
         raise
 
 
-class Proxy:
+class Proxy(NodeProxy):
     """A node's API through the API server's pod proxy, as the plugin and operator reach it."""
-
-    def __init__(self, cluster: ClusterUnderTest, ns: str) -> None:
-        self.cluster, self.ns = cluster, ns
-        secret = cluster.kube.get(f"/api/v1/namespaces/{ns}/secrets/demo-api-token")
-        self.headers = {"X-Caxton-Token": base64.b64decode(secret["data"]["token"]).decode()}
-
-    def call(self, pod: str, method: str, path: str, **kwargs: Any) -> Any:
-        resp = self.cluster.kube.raw(method, f"/api/v1/namespaces/{self.ns}/pods/{pod}:8080/proxy{path}",
-                                     headers=self.headers, **kwargs)
-        assert resp.status_code < 300, f"{method} {pod}{path}: {resp.status_code} {resp.text}"
-        return resp.json() if resp.content else None
 
     def echo_round_trip(self, via: str, receiver: str, content: Any) -> bool:
         """Sends to `receiver` through node `via`; True once the echo comes back there."""

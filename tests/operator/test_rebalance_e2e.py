@@ -23,6 +23,7 @@ from tests.support.agents import build_example_agents
 from tests.support.cluster import ClusterUnderTest, pod_ready, temporary_namespace
 from tests.support.load import MessageLoad
 from tests.support.operator_release import operator_release
+from tests.support.pod_proxy import NodeProxy
 from tests.support.waiting import wait_for
 
 NAME = "rb"
@@ -39,19 +40,11 @@ def ns(release: ClusterUnderTest) -> Iterator[str]:
     yield from temporary_namespace(release)
 
 
-class Nodes:
+class Nodes(NodeProxy):
     """The cluster's node API through the pod proxy, as the operator and the plugin reach it."""
 
     def __init__(self, cluster: ClusterUnderTest, ns: str) -> None:
-        self.cluster, self.ns = cluster, ns
-        secret = cluster.kube.get(f"/api/v1/namespaces/{ns}/secrets/{NAME}-api-token")
-        self.token = base64.b64decode(secret["data"]["token"]).decode()
-
-    def call(self, pod: str, method: str, path: str, **kwargs: Any) -> Any:
-        resp = self.cluster.kube.raw(method, f"/api/v1/namespaces/{self.ns}/pods/{pod}:8080/proxy{path}",
-                                     headers={"X-Caxton-Token": self.token}, timeout=30, **kwargs)
-        assert resp.status_code < 300, f"{pod} {method} {path}: {resp.status_code} {resp.text[:300]}"
-        return resp.json() if resp.content else None
+        super().__init__(cluster, ns, NAME)
 
     def agents(self, pods: list[str]) -> dict[str, list[str]]:
         return {pod: sorted(a["id"] for a in self.call(pod, "GET", "/v1/agents")) for pod in pods}
