@@ -157,6 +157,9 @@ def add_node(args: argparse.Namespace) -> None:
     after = before + args.count
     ref.kube.patch(ref.path(name=ref.name) + "/scale", {"spec": {"replicas": after}})
     new = [f"{ref.name}-{i}" for i in range(before, after)]
+    if args.address:
+        print(f"note: {args.address} is not used: the new node is {', '.join(new)}, named and addressed by "
+              "the StatefulSet", file=sys.stderr)
     status: dict[str, Any] = {}
     if not args.no_wait:
         def placed() -> dict[str, Any] | None:

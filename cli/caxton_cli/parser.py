@@ -127,6 +127,9 @@ def _capacity(tree: Tree, cluster: Parsers) -> None:
     add = tree.verb(cluster, "add-node", run=f"{run}:add_node",
                     help="add nodes (scale subresource); wait until they are alive and hold agents",
                     examples=["cluster add-node", "cluster add-node --count 2 --timeout 600"])
+    add.add_argument("address", nargs="?", metavar="HOST:PORT",
+                     help="the runbook's address of the new node; on Kubernetes the StatefulSet names and "
+                          "addresses it (the next ordinal), so it is not used, and the command says so")
     add.add_argument("--count", type=int, default=1, help="how many nodes to add (default: 1)")
     add_wait_flags(add, 600.0)
     remove = tree.verb(cluster, "remove", run=f"{run}:remove_node",

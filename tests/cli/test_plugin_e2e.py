@@ -458,7 +458,6 @@ RUNBOOK = _runbook()
 # Verbs other engineers are adding; the lead empties this list as their branches merge. A verb on
 # it that starts parsing fails the walk, so the list cannot outlive the work it waits for.
 PENDING = {
-    "cluster add-node",  # the runbook names the new node's address; on Kubernetes the ordinal names it
     "cluster isolate", "cluster rebuild", "cluster rejoin",  # issue #14: not built yet
 }
 # Run on the machine a node runs on, not through the plugin: checked against `caxton`'s parser.
