@@ -159,9 +159,10 @@ def test_backup_under_load_then_restore_delivers_every_queued_message(release: C
     assert "every checksum and SQLite integrity check passed" in verified.stdout
 
     cluster.kube.delete(cxc_path(ns, "demo"))
+    # The CaxtonCluster itself goes last (its finalizer), and a restore needs its name free.
     wait_for(lambda: not pods_of(cluster, ns, "demo") and not cluster.kube.get(
-        f"/api/v1/namespaces/{ns}/persistentvolumeclaims")["items"], timeout=180,
-        what="the deleted cluster's pods and volumes to go")
+        f"/api/v1/namespaces/{ns}/persistentvolumeclaims")["items"] and cluster.kube.get_or_none(
+        cxc_path(ns, "demo")) is None, timeout=180, what="the deleted cluster, its pods and volumes to go")
 
     restored = plugin(cluster, ns, "backup", "restore", "--id", BACKUP, "--wait", "--timeout", "300")
     assert restored.returncode == 0, f"{restored.stderr}\n{diagnose(cluster, ns, 'demo')}"

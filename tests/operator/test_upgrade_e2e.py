@@ -275,7 +275,8 @@ def test_five_nodes_upgrade_under_load_without_losing_a_message(release: Cluster
     assert [r for r in story if r in expected] == expected, story
     assert "caxton.dev/upgrade" not in (cxc["metadata"].get("annotations") or {})
     # The operator's own metric says where the upgrade is.
-    pod = release.kube.get(f"/api/v1/namespaces/{OPERATOR_NS}/pods")["items"][0]["metadata"]["name"]
+    # The leader's: the standby replica acts on nothing, so it exports no upgrade.
+    pod = wait_for(lambda: operator_leader(release), timeout=60, what="the operator's leader")
     exported = release.kube.raw("GET", f"/api/v1/namespaces/{OPERATOR_NS}/pods/{pod}:9090/proxy/metrics").text
     assert (f'caxton_operator_upgrade_phase{{cluster="{name}",namespace="{ns}",phase="Succeeded",'
             f'upgrade="five-to-1-3"}} 1.0') in exported
