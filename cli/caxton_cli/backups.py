@@ -25,6 +25,8 @@ from caxton_cli.declarative import _api_errors
 from caxton_cli.errors import CommandError
 from caxton_cli.output import emit
 
+DELETE_WAIT = 60.0  # seconds `backup delete` waits for the object to be gone
+
 if TYPE_CHECKING:
     from caxton_kube.oneshot import OneShotKube
     from caxton_node.backup.destinations import ObjectStore
@@ -275,7 +277,14 @@ def delete(args: argparse.Namespace) -> None:
         for key in store.list_keys():
             store.delete(key)
             removed += 1
-    where.kube.delete(where.path("caxtonbackups", backup["metadata"]["name"]))
+    path = where.path("caxtonbackups", backup["metadata"]["name"])
+    where.kube.delete(path)
+    deadline = time.monotonic() + DELETE_WAIT  # like kubectl delete: gone (finalizers done) when it returns
+    while where.kube.get_or_none(path) is not None:
+        if time.monotonic() > deadline:
+            raise CommandError(f"caxtonbackup/{backup['metadata']['name']} is still there after {DELETE_WAIT:.0f}s "
+                               "(its finalizer waits for the operator)", exit_code=3)
+        time.sleep(0.5)
     emit({"id": backup_id, "objectsDeleted": removed}, args.output,
          text=f"caxtonbackup/{backup['metadata']['name']} deleted" + (f"; {removed} object(s) removed from "
                                                                       f"{backup['spec']['destination']['path']}"

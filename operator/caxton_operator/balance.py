@@ -133,6 +133,7 @@ class World:
     scaling: bool  # the StatefulSet does not have spec.replicas ready pods yet
     seconds_since_last_move: float | None
     cooldown: float
+    backing_up: str = ""  # the CaxtonBackup of this cluster still running, "" if none
 
 
 def gates(world: World) -> list[str]:
@@ -143,6 +144,9 @@ def gates(world: World) -> list[str]:
         blocked.append("strategy_allows_moves: spec.rebalance.strategy is none")
     if world.upgrading:
         blocked.append(f"no_upgrade_in_progress: {world.upgrading}")
+    if world.backing_up:
+        # Node by node, a backup would catch a moving agent on both nodes (or on neither).
+        blocked.append(f"no_backup_in_progress: {world.backing_up}")
     if world.partitioned:
         blocked.append("no_partition: a member is cut off")
     if world.unanswered:

@@ -91,6 +91,7 @@ WORLD = World(strategy="least-loaded", requested=False, upgrading="", partitione
     ({"upgrading": "CaxtonUpgrade demo-to-1-3"}, ["no_upgrade_in_progress"]),
     ({"upgrading": "x", "requested": True}, ["no_upgrade_in_progress"]),  # never during an upgrade
     ({"partitioned": True, "requested": True}, ["no_partition"]),  # never during a partition
+    ({"backing_up": "CaxtonBackup nightly is running", "requested": True}, ["no_backup_in_progress"]),
     ({"unanswered": ("c-2",)}, ["every_node_reports_load"]),
     ({"scaling": True}, ["not_scaling"]),
     ({"seconds_since_last_move": 3.0}, ["cooldown_elapsed"]),

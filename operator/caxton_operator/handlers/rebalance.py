@@ -95,6 +95,10 @@ def rebalance(**kwargs: Any) -> None:
     draining = sorted(marks.draining(body))
     upgrading = (f"CaxtonUpgrade {holder} holds the cluster" if holder and upgrade_active(namespace, holder)
                  else f"draining {', '.join(draining)}" if draining else "")
+    backups = (kubeapi.get(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/caxtonbackups") or {}).get("items") or []
+    backing_up = ", ".join(f"CaxtonBackup {b['metadata']['name']} is running" for b in backups
+                           if (b.get("spec") or {}).get("clusterRef", {}).get("name") == name
+                           and (b.get("status") or {}).get("phase") in (None, "Pending", "Running"))
     members = {m["name"]: m["state"] for m in status.get("members") or []}
     partitioned = bool((status.get("partition") or {}).get("partitioned")) or any(
         members.get(pod, "alive") != "alive" for pod in staying)
@@ -113,7 +117,8 @@ def rebalance(**kwargs: Any) -> None:
     blocked = balance.gates(balance.World(
         strategy=strategy, requested=request is not None, upgrading=upgrading, partitioned=partitioned,
         unanswered=tuple(p for p in staying if p not in reports), scaling=scaling,
-        seconds_since_last_move=time.time() - last_move if last_move else None, cooldown=COOLDOWN))
+        seconds_since_last_move=time.time() - last_move if last_move else None, cooldown=COOLDOWN,
+        backing_up=backing_up))
     # A run lasts from its first move until nothing is left to move; a gate may hold it on the way.
     continuing = previous.get("phase") in ("Moving", "Blocked")
     state: dict[str, Any] = {
