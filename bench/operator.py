@@ -27,7 +27,7 @@ from typing import Any
 
 from caxton_kube import Kube
 
-from bench.harness import RELEASE_NS, add_cluster_arguments, cluster_with_operator
+from bench.harness import RELEASE, RELEASE_NS, add_cluster_arguments, cluster_with_operator
 from bench.report import Targets, report
 from bench.timing import wait_until
 from tests.support.cluster import ClusterUnderTest
@@ -103,8 +103,14 @@ class Bench:
 
     def operator_metrics(self) -> dict[str, float]:
         """The operator's RSS and mean CaxtonCluster reconcile time, from its own /metrics."""
-        pods = self.kube.get(f"/api/v1/namespaces/{RELEASE_NS}/pods")["items"]
-        pod = pods[0]["metadata"]["name"]
+        # The leader's: the standby replica reconciles nothing. Lease holders are `<pod>_<suffix>`.
+        def leader() -> str | None:
+            lease = self.kube.get_or_none(f"/apis/coordination.k8s.io/v1/namespaces/{RELEASE_NS}/leases/{RELEASE}")
+            holder = ((lease or {}).get("spec") or {}).get("holderIdentity")
+            return str(holder).rsplit("_", 1)[0] if holder else None
+
+        wait_until(leader, 60, what="the operator's leader")
+        pod = leader()
         text = self.kube.raw("GET", f"/api/v1/namespaces/{RELEASE_NS}/pods/{pod}:9090/proxy/metrics").text
 
         def value(pattern: str) -> float:

@@ -75,10 +75,12 @@ def test_chart_renders_the_rules_and_monitor_only_when_enabled(helm_path: str) -
     docs = render(helm_path, "prometheusRule.enabled=true", "serviceMonitor.enabled=true")
     rule = next(d for d in docs if d["kind"] == "PrometheusRule")
     assert {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]} == ALERTS  # type: ignore[index]
-    monitors = {d["kind"]: d for d in docs if d["kind"] in ("ServiceMonitor", "PodMonitor")}
-    assert set(monitors) == {"ServiceMonitor", "PodMonitor"}
-    nodes: dict[str, Any] = monitors["ServiceMonitor"]["spec"]  # type: ignore[assignment]
+    monitors = {str(d["metadata"]["name"]): d for d in docs  # type: ignore[index]
+                if d["kind"] in ("ServiceMonitor", "PodMonitor")}
+    assert {d["kind"] for d in monitors.values()} == {"ServiceMonitor"} and set(monitors) == {"rel-caxton-operator",
+                                                                                            "rel-caxton-operator-nodes"}
+    nodes: dict[str, Any] = monitors["rel-caxton-operator-nodes"]["spec"]  # type: ignore[assignment]
     assert nodes["selector"] == {"matchLabels": {"app.kubernetes.io/name": "caxton"}}
     assert nodes["namespaceSelector"] == {"any": True} and nodes["endpoints"][0]["port"] == "metrics"
-    operator: dict[str, Any] = monitors["PodMonitor"]["spec"]  # type: ignore[assignment]
+    operator: dict[str, Any] = monitors["rel-caxton-operator"]["spec"]  # type: ignore[assignment]
     assert operator["selector"]["matchLabels"]["app.kubernetes.io/name"] == "caxton-operator"
