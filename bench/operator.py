@@ -104,10 +104,11 @@ class Bench:
     def operator_metrics(self) -> dict[str, float]:
         """The operator's RSS and mean CaxtonCluster reconcile time, from its own /metrics."""
         # The leader's: the standby replica reconciles nothing. Lease holders are `<pod>_<suffix>`.
-        def leader() -> str | None:
-            lease = self.kube.get_or_none(f"/apis/coordination.k8s.io/v1/namespaces/{RELEASE_NS}/leases/{RELEASE}")
-            holder = ((lease or {}).get("spec") or {}).get("holderIdentity")
-            return str(holder).rsplit("_", 1)[0] if holder else None
+        def leader() -> str | None:  # the chart names the Lease after the release's full name
+            leases = self.kube.get(f"/apis/coordination.k8s.io/v1/namespaces/{RELEASE_NS}/leases")["items"]
+            holders = [(lease.get("spec") or {}).get("holderIdentity") for lease in leases
+                       if lease["metadata"]["name"].startswith(RELEASE)]
+            return str(holders[0]).rsplit("_", 1)[0] if holders and holders[0] else None
 
         wait_until(leader, 60, what="the operator's leader")
         pod = leader()

@@ -70,7 +70,8 @@ CASES: dict[str, Callable[[Namespaces], Values]] = {
 # refuses, with the words of its refusal.
 REFUSED: dict[str, tuple[Values, str]] = {
     "bad-quantity": ({"resources": {"requests": {"cpu": "lots"}}}, "quantities must match the regular expression"),
-    "bad-scrape-interval": ({"serviceMonitor": {"enabled": True, "interval": "soon"}}, "spec.endpoints[0].interval"),
+    "bad-scrape-timeout": ({"serviceMonitor": {"enabled": True, "scrapeTimeout": "soon"}},
+                           "spec.endpoints[0].scrapeTimeout"),
 }
 
 
