@@ -68,7 +68,7 @@ def _drain(client: httpx.Client, expected: set[int], timeout: float = 300) -> No
 
 
 async def throughput(node: NodeProcess, messages: int, *, batch: int, in_flight: int,
-                     args_timeout: float = 300) -> float:
+                     drain_timeout: float = 300) -> float:
     """Messages per second from the first POST to the last reply (batch 0: single POSTs)."""
     groups = [list(range(start, min(start + (batch or 1), messages))) for start in range(0, messages, batch or 1)]
     path = "/v1/messages/batch" if batch else "/v1/messages"
@@ -99,13 +99,13 @@ async def throughput(node: NodeProcess, messages: int, *, batch: int, in_flight:
             raise RuntimeError(f"{len(numbers)} messages still refused after 1000 tries")
 
         async def drain() -> None:
-            deadline = time.monotonic() + args_timeout
+            deadline = time.monotonic() + drain_timeout
             while missing:
                 if time.monotonic() > deadline:
                     dead = (await client.get("/v1/dead-letters")).json()
                     reasons = sorted({d.get("reason", "?") for d in dead})
-                    raise RuntimeError(f"{len(missing)}/{messages} replies missing after 300s; dead letters: "
-                                       f"{len(dead)} ({', '.join(reasons)})")
+                    raise RuntimeError(f"{len(missing)}/{messages} replies missing after {drain_timeout:.0f}s; "
+                                       f"dead letters: {len(dead)} ({', '.join(reasons)})")
                 reply = await client.get("/v1/mailboxes/bench", params={"limit": 10_000, "wait": 1})
                 missing.difference_update(m["content"]["content"]["n"] for m in reply.json())
 
